@@ -1,0 +1,48 @@
+"""Verification core for the medical insurance electronic credential, credential-v1.
+
+The cryptography (SM2 with SM3, default distinguishing ID), the Base45 text
+form and the checks of credential-v1 section 4 live in Rust; this package
+re-exports them with types.
+"""
+
+from ._yibao_core import (
+    OUTCOMES,
+    CheckResult,
+    ReplayGuard,
+    RevocationSet,
+    TrustList,
+    TrustListError,
+    __version__,
+    base45_decode,
+    base45_encode,
+    check,
+    check_batch,
+    issue,
+    key_id,
+    sm2_generate_private_key,
+    sm2_public_key,
+    sm2_sign,
+    sm2_verify,
+    sm3,
+)
+
+__all__ = [
+    "OUTCOMES",
+    "CheckResult",
+    "ReplayGuard",
+    "RevocationSet",
+    "TrustList",
+    "TrustListError",
+    "__version__",
+    "base45_decode",
+    "base45_encode",
+    "check",
+    "check_batch",
+    "issue",
+    "key_id",
+    "sm2_generate_private_key",
+    "sm2_public_key",
+    "sm2_sign",
+    "sm2_verify",
+    "sm3",
+]

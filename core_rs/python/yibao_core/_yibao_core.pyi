@@ -1,0 +1,170 @@
+"""Types of the Rust extension. Every function is safe on any input: bad
+input raises ValueError (or TypeError) with a message naming the field; no
+input panics or crashes the interpreter."""
+
+from collections.abc import Sequence
+from typing import Final, final
+
+__version__: Final[str]
+
+#: The outcome names of credential-v1 section 4, in the order of the checks
+#: ("VALID" last is the spec's order; the API's enum puts it first).
+OUTCOMES: Final[tuple[str, ...]]
+
+class TrustListError(ValueError):
+    """A trust list that cannot be used; the message names the key and the fault."""
+
+# --- SM3 and SM2 (GB/T 32905, GB/T 32918.2), default ID "1234567812345678" ---
+
+def sm3(data: bytes) -> bytes:
+    """SM3 digest, 32 bytes."""
+
+def sm2_generate_private_key() -> bytes:
+    """A fresh private key, 32 bytes big-endian, from the OS random source."""
+
+def sm2_public_key(private_key: bytes) -> bytes:
+    """The 65-byte uncompressed public key (04||X||Y) of a 32-byte private key."""
+
+def sm2_sign(private_key: bytes, message: bytes) -> bytes:
+    """SM2 signature with SM3 and the default ID, raw r||s (64 bytes).
+    Nonces are derived as in RFC 6979, so signing is deterministic."""
+
+def sm2_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    """True iff the raw r||s signature is valid for the message under the
+    65-byte uncompressed public key and the default ID. A signature of the
+    wrong length is False; a public key that is not a curve point is ValueError."""
+
+def key_id(public_key: bytes) -> str:
+    """The credential-v1 key id of a public key: first 4 bytes of SM3(04||X||Y), 8 upper-case hex."""
+
+# --- Base45 (RFC 9285) ---
+
+def base45_encode(data: bytes) -> str: ...
+def base45_decode(text: str) -> bytes:
+    """Raises ValueError on a character outside the alphabet, a dangling
+    single character, or a group whose value overflows."""
+
+# --- Trust list (credential-v1 section 6) ---
+
+@final
+class TrustList:
+    @staticmethod
+    def from_json(text: str | bytes) -> TrustList:
+        """Parse and check a trust list; TrustListError names the bad key."""
+    def __len__(self) -> int: ...
+    @property
+    def key_ids(self) -> list[str]:
+        """Key ids in file order (a shared id appears once per key)."""
+
+# --- State the checks consult ---
+
+@final
+class RevocationSet:
+    """Revoked credentials (with their reason) and withdrawn channels.
+    Thread-safe; read without the GIL during checks. Credential ids are
+    32 hex digits (either case) or 16 raw bytes."""
+    def __init__(self) -> None: ...
+    def revoke(self, credential_id: str | bytes, reason: str) -> None:
+        """reason: "LOST", "FROZEN", "CANCELLED" or "DECEASED"."""
+    def revoke_many(self, credential_ids: bytes, reason: str) -> None:
+        """Bulk load: credential_ids is a concatenation of 16-byte ids."""
+    def restore(self, credential_id: str | bytes) -> bool:
+        """Lift a revocation; True if there was one."""
+    def reason(self, credential_id: str | bytes) -> str | None: ...
+    def withdraw_channel(self, credential_id: str | bytes, channel: int) -> None: ...
+    def restore_channel(self, credential_id: str | bytes, channel: int) -> bool: ...
+    def channel_withdrawn(self, credential_id: str | bytes, channel: int) -> bool: ...
+    def clear(self) -> None: ...
+    def __len__(self) -> int:
+        """Number of revoked credentials."""
+    @property
+    def withdrawals(self) -> int:
+        """Number of credentials with at least one withdrawn channel."""
+
+@final
+class ReplayGuard:
+    """In-process record of accepted (credential_id, nonce) pairs, kept in
+    one-second buckets by expiry so memory is bounded by the validity window.
+    Each entry remembers the retry key of the request that was accepted, so a
+    retry of that same request is answered VALID again (credential-v1 4.7)."""
+    def __init__(self) -> None: ...
+    def __len__(self) -> int: ...
+    def prune(self, now_ms: int) -> int:
+        """Drop entries whose code has expired at now_ms; returns how many."""
+
+# --- The checks (credential-v1 section 4) ---
+
+@final
+class CheckResult:
+    #: One of OUTCOMES: "VALID", "MALFORMED", "UNSUPPORTED_VERSION", "UNKNOWN_KEY",
+    #: "KEY_NOT_VALID", "NOT_YET_VALID", "EXPIRED", "BAD_SIGNATURE", "REVOKED",
+    #: "CHANNEL_REVOKED", "REPLAYED".
+    outcome: str
+    #: A sentence for the cashier's screen.
+    detail: str
+    #: The fields below are None unless the payload decoded (outcome is
+    #: neither MALFORMED nor UNSUPPORTED_VERSION).
+    credential_id: str | None
+    #: "" when the code was not presented through a family account.
+    presenter_id: str | None
+    insured_region: str | None
+    province: str | None
+    channel: int | None
+    issued_at_ms: int | None
+    ttl_s: int | None
+    expires_at_ms: int | None
+    key_id: str | None
+    nonce: str | None
+    family: bool | None
+    #: For REVOKED: "LOST", "FROZEN", "CANCELLED" or "DECEASED".
+    revocation_reason: str | None
+    def to_dict(self) -> dict[str, object]: ...
+
+def check(
+    code: str | bytes,
+    trust_list: TrustList,
+    now_ms: int,
+    *,
+    skew_ms: int = 5000,
+    revocations: RevocationSet | None = None,
+    replay: ReplayGuard | None = None,
+    retry_key: bytes | None = None,
+) -> CheckResult:
+    """Run the checks of credential-v1 section 4 in order. Without
+    `revocations`, step 6 passes; without `replay`, step 7 is left to the
+    caller (the node records replays in Redis) and VALID means "passed
+    steps 1 to 6". `retry_key` identifies the request (institution and
+    request id): a code already accepted under the same key is VALID again."""
+
+def check_batch(
+    codes: Sequence[str | bytes],
+    trust_list: TrustList,
+    now_ms: int,
+    *,
+    skew_ms: int = 5000,
+    revocations: RevocationSet | None = None,
+    replay: ReplayGuard | None = None,
+    retry_keys: Sequence[bytes | None] | None = None,
+    threads: int | None = None,
+) -> list[CheckResult]:
+    """check() over many codes with the GIL released, spread over `threads`
+    worker threads (default: one per core); results in input order. Steps 1
+    to 6 run in parallel, step 7 in input order, so the first of two equal
+    codes is the one accepted."""
+
+# --- The issuer (demo, tests, benchmarks) ---
+
+def issue(
+    private_key: bytes,
+    *,
+    credential_id: str | bytes,
+    insured_region: str,
+    channel: int,
+    issued_at_ms: int,
+    ttl_s: int = 60,
+    nonce: bytes | None = None,
+    presenter_id: str | bytes | None = None,
+) -> str:
+    """A signed code "YB1:..." from fields and the issuer's private key. The
+    family flag is set when presenter_id is given. A random 8-byte nonce is
+    drawn when none is given. ValueError names any field that breaks its rule."""
