@@ -13,7 +13,7 @@ use crate::check::{Context, Verdict};
 use crate::credential::{self, Fields};
 use crate::error::CoreError;
 use crate::outcome::Outcome;
-use crate::replay::ReplayGuard as CoreReplayGuard;
+use crate::replay::{Admission, ReplayGuard as CoreReplayGuard};
 use crate::revocation::{CredentialId, Reason, RevocationSet as CoreRevocationSet};
 use crate::sm::{self, PrivateKey, PublicKey};
 use crate::trust::TrustList as CoreTrustList;
@@ -242,6 +242,34 @@ impl ReplayGuard {
     fn prune(&self, now_ms: i64) -> PyResult<usize> {
         Ok(self.inner.prune(non_negative(now_ms, "now_ms")?))
     }
+
+    /// Step 7 alone, for a caller that ran steps 1 to 6 itself (the node,
+    /// which consults the national record first).
+    #[pyo3(signature = (credential_id, nonce, *, retry_key, dead_at_ms, now_ms))]
+    fn admit(
+        &self,
+        credential_id: &Bound<'_, PyAny>,
+        nonce: &str,
+        retry_key: Option<&[u8]>,
+        dead_at_ms: i64,
+        now_ms: i64,
+    ) -> PyResult<&'static str> {
+        let id = self::credential_id(credential_id, "credential_id")?;
+        let nonce: [u8; 8] = hex::decode(nonce)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| PyValueError::new_err(format!("nonce: {nonce:?} is not 16 hexadecimal digits")))?;
+        let mut key = [0u8; 24];
+        key[..16].copy_from_slice(&id);
+        key[16..].copy_from_slice(&nonce);
+        let admission =
+            self.inner.admit(key, retry_key, non_negative(dead_at_ms, "dead_at_ms")?, non_negative(now_ms, "now_ms")?);
+        Ok(match admission {
+            Admission::First => "FIRST",
+            Admission::Retry => "RETRY",
+            Admission::Replayed => "REPLAYED",
+        })
+    }
 }
 
 #[pyclass(frozen, get_all, module = "yibao_core")]
@@ -424,6 +452,11 @@ fn yibao_core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("OUTCOMES", PyTuple::new(py, Outcome::ALL.iter().map(|o| o.name()))?)?;
+    let details = PyDict::new(py);
+    for o in Outcome::ALL {
+        details.set_item(o.name(), o.detail())?;
+    }
+    m.add("OUTCOME_DETAILS", details)?;
     m.add("TrustListError", py.get_type::<TrustListError>())?;
     m.add_class::<TrustList>()?;
     m.add_class::<RevocationSet>()?;

@@ -6,6 +6,7 @@ re-exports them with types.
 """
 
 from ._yibao_core import (
+    OUTCOME_DETAILS,
     OUTCOMES,
     CheckResult,
     ReplayGuard,
@@ -27,6 +28,7 @@ from ._yibao_core import (
 )
 
 __all__ = [
+    "OUTCOME_DETAILS",
     "OUTCOMES",
     "CheckResult",
     "ReplayGuard",

@@ -11,6 +11,9 @@ __version__: Final[str]
 #: ("VALID" last is the spec's order; the API's enum puts it first).
 OUTCOMES: Final[tuple[str, ...]]
 
+#: The cashier's sentence for each outcome (Chinese / English).
+OUTCOME_DETAILS: Final[dict[str, str]]
+
 class TrustListError(ValueError):
     """A trust list that cannot be used; the message names the key and the fault."""
 
@@ -90,7 +93,14 @@ class ReplayGuard:
     def __init__(self) -> None: ...
     def __len__(self) -> int: ...
     def prune(self, now_ms: int) -> int:
-        """Drop entries whose code has expired at now_ms; returns how many."""
+        """Drop entries whose code can no longer pass step 4 at now_ms; returns how many."""
+    def admit(
+        self, credential_id: str | bytes, nonce: str, *, retry_key: bytes | None, dead_at_ms: int, now_ms: int
+    ) -> str:
+        """Step 7 alone, for a caller that ran steps 1 to 6 itself: record
+        (credential_id, nonce) until dead_at_ms (expiry plus skew). Returns
+        "FIRST" (now recorded), "RETRY" (recorded before under the same
+        retry_key) or "REPLAYED"."""
 
 # --- The checks (credential-v1 section 4) ---
 

@@ -1,0 +1,158 @@
+"""One node process: connect to the national store, load the mirror and
+the trust list, serve gRPC (Verifier, Admin, health, reflection) until
+SIGTERM, then leave gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from contextlib import suppress
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from redis.exceptions import RedisError
+
+from server import metrics
+from server.admin import AdminService
+from server.config import Config
+from server.engine import Batcher, VerifyEngine
+from server.interceptor import MetricsInterceptor
+from server.national import NationalStore
+from server.state import NodeState
+from server.trust import TrustListSource
+from server.verifier import VerifierService
+from yibao.v1 import admin_pb2, admin_pb2_grpc, verifier_pb2, verifier_pb2_grpc
+
+log = logging.getLogger("yibao.node")
+
+FOLLOW_BLOCK_MS = 500
+SERVICES = (
+    verifier_pb2.DESCRIPTOR.services_by_name["Verifier"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+)
+
+
+async def follow(store: NationalStore, state: NodeState, trust: TrustListSource, position: bytes) -> None:
+    """Apply every revocation event to the mirror as it is appended; after an
+    outage, reload from the hashes if the events this node missed are gone."""
+    failing = False
+    while True:
+        try:
+            if failing and await store.trimmed_past(position):
+                state.mirror, position = await store.load_mirror()
+                log.warning("missed events were trimmed: mirror reloaded (%d revoked)", len(state.mirror))
+            if failing:
+                log.warning("national store reachable again")
+                failing = False
+            for event_id, fields in await store.events_since(position, FOLLOW_BLOCK_MS):
+                await _apply(fields, state, trust)
+                position = event_id
+        except (RedisError, OSError) as e:
+            store.failed()
+            if not failing:
+                log.warning("national store unreachable, verifying from the mirror: %s", e)
+                failing = True
+            await asyncio.sleep(0.25)
+
+
+async def _apply(fields: dict[bytes, bytes], state: NodeState, trust: TrustListSource) -> None:
+    op = fields[b"op"].decode()
+    cid = fields[b"id"].decode()
+    arg = fields.get(b"arg", b"").decode()
+    mirror = state.mirror
+    if op == "revoke":
+        mirror.revoke(cid, arg)
+    elif op == "restore":
+        mirror.restore(cid)
+    elif op == "withdraw":
+        mirror.withdraw_channel(cid, int(arg))
+    elif op == "restore_channel":
+        mirror.restore_channel(cid, int(arg))
+    elif op == "trust":
+        await trust.on_published()
+    else:
+        log.error("unknown event %r in the national stream, ignored", op)
+
+
+async def report_state(store: NationalStore, state: NodeState) -> None:
+    while True:
+        age = time.monotonic() - store.last_contact
+        metrics.set_revocation_synced(time.time() - age)
+        metrics.set_national_store_up(age < 1.5)
+        metrics.set_revocations_loaded(len(state.mirror))
+        await asyncio.sleep(1.0)
+
+
+def _bind(server: grpc.aio.Server, cfg: Config) -> int:
+    if cfg.insecure:
+        log.warning("listening on %s in plaintext WITHOUT authentication (--insecure): demo and tests only", cfg.listen)
+        return server.add_insecure_port(cfg.listen)
+    credentials = grpc.ssl_server_credentials(
+        [(Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes())],  # type: ignore[arg-type]
+        root_certificates=Path(cfg.client_ca).read_bytes(),  # type: ignore[arg-type]
+        require_client_auth=True,
+    )
+    return server.add_secure_port(cfg.listen, credentials)
+
+
+async def serve(cfg: Config, *, shared_port: bool = False) -> None:
+    """Run until SIGTERM or SIGINT. Raises StoreUnavailable before anything
+    else if the national store cannot be reached."""
+    store = NationalStore(cfg.redis_url, on_error=lambda: metrics.record_redis_error("national"))
+    await store.ping()
+    token_key = await store.token_key()
+    text, trust_list = await TrustListSource.initial(store, cfg.trust_list)
+    mirror, position = await store.load_mirror()
+    state = NodeState(trust_list=trust_list, mirror=mirror)
+    trust = TrustListSource(store, state, cfg.trust_list)
+    trust.apply(text, trust_list)
+
+    engine = VerifyEngine(cfg, store, state, token_key)
+    batcher = Batcher(engine)
+    server = grpc.aio.server(
+        interceptors=[MetricsInterceptor()],
+        options=[("grpc.so_reuseport", 1 if shared_port else 0)],
+    )
+    verifier_pb2_grpc.add_VerifierServicer_to_server(VerifierService(engine, batcher), server)
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminService(store, state, trust), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = _bind(server, cfg)
+    await server.start()
+    for name in ("", *SERVICES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info(
+        "node for province %s serving on port %d: %d trust keys, %d revoked credentials",
+        cfg.region,
+        port,
+        len(trust_list),
+        len(mirror),
+    )
+
+    tasks = [
+        asyncio.create_task(follow(store, state, trust, position)),
+        asyncio.create_task(trust.watch_file()),
+        asyncio.create_task(report_state(store, state)),
+    ]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+    log.info("stopping: NOT_SERVING, finishing calls in flight (up to %g s)", cfg.grace_s)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(cfg.grace_s)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await batcher.close()
+    engine.close()
+    with suppress(RedisError, OSError):
+        await store.close()
+    log.info("stopped")

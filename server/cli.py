@@ -1,0 +1,113 @@
+"""Entry point: options, logging, one process or a supervisor of workers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from contextlib import suppress
+
+from server import config
+
+
+def _fail(message: str) -> None:
+    print(f"yibao-verify: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cfg = config.parse(argv)
+    logging.basicConfig(
+        level=os.environ.get("YIBAO_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    )
+    from server import app, metrics
+    from server.national import StoreUnavailable
+
+    if cfg.workers == 1:
+        try:
+            metrics.serve(cfg.metrics_listen)
+        except OSError as e:
+            _fail(f"cannot serve metrics on {cfg.metrics_listen}: {e}")
+        try:
+            asyncio.run(app.serve(cfg))
+        except StoreUnavailable as e:
+            _fail(str(e))
+        return
+    _supervise(cfg)
+
+
+def _supervise(cfg: config.Config) -> None:
+    """Fork the workers before any gRPC machinery exists (gRPC does not
+    survive a fork), serve the combined metrics, and stop them all on
+    SIGTERM. A worker that dies takes the node down with it, so the service
+    manager restarts the whole rather than a node running short."""
+    from server import app, metrics
+    from server.national import NationalStore, StoreUnavailable
+
+    async def reachable() -> None:
+        store = NationalStore(cfg.redis_url)
+        try:
+            await store.ping()
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(reachable())
+    except StoreUnavailable as e:
+        _fail(str(e))
+
+    # Before the fork: every worker then records into files the parent sums.
+    metrics.prepare_multiprocess(tempfile.mkdtemp(prefix="yibao-metrics-"))
+    children: list[int] = []
+    for _ in range(cfg.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                asyncio.run(app.serve(cfg, shared_port=True))
+            except StoreUnavailable as e:
+                print(f"yibao-verify: {e}", file=sys.stderr, flush=True)
+                code = 2
+            except BaseException:  # noqa: BLE001 - reported, then the worker exits non-zero
+                logging.getLogger("yibao.node").exception("worker failed")
+                code = 1
+            os._exit(code)
+        children.append(pid)
+
+    try:
+        metrics.serve(cfg.metrics_listen)
+    except OSError as e:
+        logging.getLogger("yibao.node").error("cannot serve metrics on %s: %s", cfg.metrics_listen, e)
+
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    worst = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        if pid not in children:
+            continue
+        children.remove(pid)
+        metrics.mark_worker_dead(pid)
+        code = os.waitstatus_to_exitcode(status)
+        worst = max(worst, abs(code))
+        if not stopping:
+            logging.getLogger("yibao.node").error("worker %d exited with %d: stopping the node", pid, code)
+            stop(signal.SIGTERM, None)
+    sys.exit(worst)

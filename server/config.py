@@ -1,0 +1,161 @@
+"""The node's options (api.md "Running a node"): each flag also read from
+the environment as YIBAO_<OPTION>, the flag winning over the variable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROVINCES = frozenset(
+    "11 12 13 14 15 21 22 23 31 32 33 34 35 36 37 41 42 43 44 45 46 50 51 52 53 54 61 62 63 64 65".split()
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: str = "127.0.0.1:50051"
+    metrics_listen: str = "127.0.0.1:9464"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    regional_redis_url: str | None = None
+    region: str = "44"
+    peers: dict[str, str] = field(default_factory=dict)
+    trust_list: Path | None = None
+    insecure: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    client_ca: Path | None = None
+    workers: int = 1
+    max_staleness_s: float = 30.0
+    skew_ms: int = 5000
+    token_ttl_s: int = 600
+    grace_s: float = 10.0
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get("YIBAO_" + name.upper().replace("-", "_"))
+
+
+def _address(text: str) -> str:
+    if not re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (IPv6 as [::1]:PORT)")
+    return text
+
+
+def _province(text: str) -> str:
+    if text not in PROVINCES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a province-level code (11 ... 65)")
+    return text
+
+
+def _peer(text: str) -> tuple[str, str]:
+    province, sep, address = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not PROVINCE=HOST:PORT")
+    return _province(province), _address(address)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def _flag(name: str) -> bool:
+    return (_env(name) or "").lower() in {"1", "true", "yes", "on"}
+
+
+def parser() -> argparse.ArgumentParser:
+    d = Config()
+    p = argparse.ArgumentParser(
+        prog="python -m server",
+        description=(
+            "A yibao-verify node: verifies medical insurance codes (credential-v1) over gRPC "
+            "(yibao.v1.Verifier, Admin), keeps national state in Redis, exports Prometheus "
+            "metrics. Every option can also be set as an environment variable YIBAO_<OPTION>, "
+            "e.g. YIBAO_REDIS_URL."
+        ),
+        epilog=(
+            "Example (local demo, no TLS): python -m server --insecure "
+            "--redis-url redis://127.0.0.1:6379/0 --trust-list trust-list.json"
+        ),
+    )
+    p.add_argument("--listen", type=_address, default=_env("listen") or d.listen, help="gRPC address (default %(default)s)")
+    p.add_argument(
+        "--metrics-listen",
+        type=_address,
+        default=_env("metrics-listen") or d.metrics_listen,
+        help="Prometheus /metrics address (default %(default)s)",
+    )
+    p.add_argument(
+        "--redis-url",
+        default=_env("redis-url") or d.redis_url,
+        help="national store: redis://host:port/db (default %(default)s)",
+    )
+    p.add_argument(
+        "--regional-redis-url",
+        default=_env("regional-redis-url"),
+        help="this province's store (accounts, settlements); default: the national one",
+    )
+    p.add_argument("--region", type=_province, default=_env("region") or d.region, help="this node's province-level code (default %(default)s)")
+    p.add_argument(
+        "--peer",
+        type=_peer,
+        action="append",
+        default=[_peer(x) for x in (_env("peer") or "").split(",") if x],
+        metavar="PROVINCE=HOST:PORT",
+        help="where another province's node is; repeatable (env: comma-separated)",
+    )
+    p.add_argument("--trust-list", type=Path, default=_env("trust-list"), help="trust list JSON file, reloaded when it changes")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        default=_flag("insecure"),
+        help="plaintext gRPC without client certificates: local demo and tests only",
+    )
+    p.add_argument("--tls-cert", type=Path, default=_env("tls-cert"), help="server certificate chain (PEM)")
+    p.add_argument("--tls-key", type=Path, default=_env("tls-key"), help="server private key (PEM)")
+    p.add_argument("--client-ca", type=Path, default=_env("client-ca"), help="CA that signs client certificates (PEM)")
+    p.add_argument("--workers", type=_positive_int, default=int(_env("workers") or d.workers), help="processes sharing the port (default %(default)s)")
+    p.add_argument(
+        "--max-staleness-s",
+        type=_positive_float,
+        default=float(_env("max-staleness-s") or d.max_staleness_s),
+        help="how long Verify may answer from the local mirror while the national store is unreachable (default %(default)s)",
+    )
+    return p
+
+
+def parse(argv: Sequence[str] | None = None) -> Config:
+    p = parser()
+    a = p.parse_args(argv)
+    if not a.insecure and not (a.tls_cert and a.tls_key and a.client_ca):
+        p.error("give --tls-cert, --tls-key and --client-ca for mTLS, or --insecure for a plaintext local node")
+    if a.workers > 1 and a.listen.endswith(":0"):
+        p.error("--workers above 1 needs a fixed --listen port: the processes share it")
+    return Config(
+        listen=a.listen,
+        metrics_listen=a.metrics_listen,
+        redis_url=a.redis_url,
+        regional_redis_url=a.regional_redis_url,
+        region=a.region,
+        peers=dict(a.peer),
+        trust_list=a.trust_list,
+        insecure=a.insecure,
+        tls_cert=a.tls_cert,
+        tls_key=a.tls_key,
+        client_ca=a.client_ca,
+        workers=a.workers,
+        max_staleness_s=a.max_staleness_s,
+    )

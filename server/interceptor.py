@@ -1,0 +1,246 @@
+"""gRPC server metrics (go-grpc-prometheus style) for a grpc.aio server.
+
+Counts every call, streaming ones included, under the status the client
+actually receives: the code set by ``context.abort()`` or
+``context.set_code()``, UNKNOWN for an unexpected exception (unless a non-OK
+code had been set: grpc.aio sends that one, so do we), CANCELLED when the
+client goes away and DEADLINE_EXCEEDED when its deadline passes.
+
+Per call this costs two clock reads, a started and a handled increment and
+one histogram observation: the wrapped handler and every labelled child are
+built once per method (and code) and cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any
+
+import grpc
+
+from server import metrics
+
+__all__ = ["MetricsInterceptor"]
+
+_OK = grpc.StatusCode.OK
+_UNKNOWN = grpc.StatusCode.UNKNOWN
+_CANCELLED = grpc.StatusCode.CANCELLED
+_DEADLINE_EXCEEDED = grpc.StatusCode.DEADLINE_EXCEEDED
+
+_GRPC_TYPES = {
+    (False, False): "unary",
+    (True, False): "client_stream",
+    (False, True): "server_stream",
+    (True, True): "bidi_stream",
+}
+
+
+class _MethodMetrics:
+    """The labelled children of one method, and the clock, bound once."""
+
+    __slots__ = ("_labels", "_started", "_done")
+
+    def __init__(self, grpc_type: str, service: str, method: str) -> None:
+        self._labels = (grpc_type, service, method)
+        self._started = metrics.GRPC_STARTED.labels(*self._labels)
+        # code -> (handled counter child, handling-seconds histogram child)
+        self._done: dict[grpc.StatusCode, tuple[Any, Any]] = {}
+
+    def start(self) -> float:
+        self._started.inc()
+        return time.perf_counter()
+
+    def finish(self, code: grpc.StatusCode, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        children = self._done.get(code)
+        if children is None:
+            name = code.name
+            children = self._done[code] = (
+                metrics.GRPC_HANDLED.labels(*self._labels, name),
+                metrics.GRPC_HANDLING_SECONDS.labels(*self._labels, name),
+            )
+        children[0].inc()
+        children[1].observe(elapsed)
+
+    def preinitialize(self) -> None:
+        """Zero series for a method not called yet, so rate() sees its first call."""
+        self.finish_children(_OK)
+
+    def finish_children(self, code: grpc.StatusCode) -> None:
+        if code not in self._done:
+            name = code.name
+            self._done[code] = (
+                metrics.GRPC_HANDLED.labels(*self._labels, name),
+                metrics.GRPC_HANDLING_SECONDS.labels(*self._labels, name),
+            )
+
+
+def _code_after_return(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    # None unless the handler set a code (set_code, or abort() whose
+    # exception it swallowed); what was set is what the client gets.
+    return context.code() or _OK
+
+
+def _code_after_error(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    # abort() sets the code before raising AbortError; for any other
+    # exception grpc.aio sends the code set earlier if it is not OK, else UNKNOWN.
+    code = context.code()
+    return _UNKNOWN if code is None or code is _OK else code
+
+
+def _code_after_cancel(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    # grpc.aio cancels the handler's task both when the client cancels and
+    # when the deadline passes; only the remaining time tells them apart.
+    remaining = context.time_remaining()
+    return _DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else _CANCELLED
+
+
+# ---------------------------------------------------------------------------
+# Wrappers. grpc.aio picks how to run a behaviour with inspect (coroutine
+# function, async generator function, or plain function run in its thread
+# pool), so each wrapper is of the same kind as what it wraps.
+# ---------------------------------------------------------------------------
+def _wrap_unary_response(behaviour: Callable[..., Any], mm: _MethodMetrics) -> Callable[..., Any]:
+    """unary_unary / stream_unary, and unary_stream / stream_stream handlers
+    written as a coroutine that uses context.write() (they return None)."""
+    if inspect.iscoroutinefunction(behaviour):
+
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = mm.start()
+            try:
+                response = await behaviour(request, context)
+            except asyncio.CancelledError:
+                mm.finish(_code_after_cancel(context), started)
+                raise
+            except BaseException:
+                mm.finish(_code_after_error(context), started)
+                raise
+            mm.finish(_code_after_return(context), started)
+            return response
+
+        return wrapped
+
+    def wrapped_sync(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started = mm.start()
+        try:
+            response = behaviour(request, context)
+        except BaseException:
+            mm.finish(_code_after_error(context), started)
+            raise
+        mm.finish(_code_after_return(context), started)
+        return response
+
+    return wrapped_sync
+
+
+def _wrap_stream_response(behaviour: Callable[..., Any], mm: _MethodMetrics) -> Callable[..., Any]:
+    """unary_stream / stream_stream."""
+    if inspect.isasyncgenfunction(behaviour):
+
+        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            started = mm.start()
+            try:
+                async for response in behaviour(request, context):
+                    yield response
+            except (asyncio.CancelledError, GeneratorExit):
+                # GeneratorExit: grpc closed the generator while it was
+                # suspended at a yield, i.e. the call went away.
+                mm.finish(_code_after_cancel(context), started)
+                raise
+            except BaseException:
+                mm.finish(_code_after_error(context), started)
+                raise
+            mm.finish(_code_after_return(context), started)
+
+        return wrapped
+    if inspect.iscoroutinefunction(behaviour):
+        return _wrap_unary_response(behaviour, mm)
+
+    def wrapped_sync(request: Any, context: grpc.aio.ServicerContext) -> Iterator[Any]:
+        started = mm.start()
+        try:
+            yield from behaviour(request, context)
+        except GeneratorExit:
+            mm.finish(_CANCELLED, started)
+            raise
+        except BaseException:
+            mm.finish(_code_after_error(context), started)
+            raise
+        mm.finish(_code_after_return(context), started)
+
+    return wrapped_sync
+
+
+def _wrap(handler: grpc.RpcMethodHandler, mm: _MethodMetrics) -> grpc.RpcMethodHandler:
+    de, se = handler.request_deserializer, handler.response_serializer
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(_wrap_unary_response(handler.unary_unary, mm), de, se)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(_wrap_stream_response(handler.unary_stream, mm), de, se)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(_wrap_unary_response(handler.stream_unary, mm), de, se)
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(_wrap_stream_response(handler.stream_stream, mm), de, se)
+    return handler  # no behaviour at all: leave it to grpc to reject
+
+
+def _split(full_method: str) -> tuple[str, str]:
+    """"/yibao.v1.Verifier/Verify" -> ("yibao.v1.Verifier", "Verify")."""
+    service, _, method = full_method.lstrip("/").rpartition("/")
+    return service, method
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Records grpc_server_started_total, grpc_server_handled_total and
+    grpc_server_handling_seconds for every call. Put it first in the
+    server's interceptor list so that it sees what the others reject."""
+
+    def __init__(self) -> None:
+        # method path -> (the handler returned by the chain, its wrapped form)
+        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._methods: dict[tuple[str, str], _MethodMetrics] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            # Unknown method: grpc answers UNIMPLEMENTED; like go-grpc-prometheus,
+            # not counted (its name comes from the client: unbounded labels).
+            return None
+        path = handler_call_details.method
+        cached = self._handlers.get(path)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = _wrap(handler, self._method_metrics(path, handler))
+        self._handlers[path] = (handler, wrapped)
+        return wrapped
+
+    def _method_metrics(self, path: str, handler: grpc.RpcMethodHandler) -> _MethodMetrics:
+        grpc_type = _GRPC_TYPES[(bool(handler.request_streaming), bool(handler.response_streaming))]
+        key = (path, grpc_type)
+        mm = self._methods.get(key)
+        if mm is None:
+            mm = self._methods[key] = _MethodMetrics(grpc_type, *_split(path))
+        return mm
+
+    def preinitialize(self, services: Iterable[Any]) -> None:
+        """Create the zero-valued started and handled{grpc_code="OK"} series of
+        every method of ``services`` (protobuf ServiceDescriptors, e.g.
+        ``verifier_pb2.DESCRIPTOR.services_by_name["Verifier"]``), so that
+        dashboards and rate() see a method before its first call. Call in the
+        worker, after fork."""
+        for service in services:
+            for m in service.methods:
+                grpc_type = _GRPC_TYPES[(bool(m.client_streaming), bool(m.server_streaming))]
+                path = f"/{service.full_name}/{m.name}"
+                key = (path, grpc_type)
+                mm = self._methods.get(key)
+                if mm is None:
+                    mm = self._methods[key] = _MethodMetrics(grpc_type, service.full_name, m.name)
+                mm.preinitialize()

@@ -1,0 +1,194 @@
+"""Private processes on this machine for the demo and the tests: a
+redis-server and a node, each on a free loopback port, stopped on exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import yibao_core
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(what: str, ready: object, proc: subprocess.Popen[bytes], timeout_s: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        if ready():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} not ready after {timeout_s:g} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+@dataclass
+class Redis:
+    """redis-server on a free port, no persistence unless asked."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    appendfsync: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> Redis:
+        server = shutil.which("redis-server")
+        if server is None:
+            raise RuntimeError("redis-server is not installed: run scripts/setup")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "yes", "--appendfsync", self.appendfsync] if self.appendfsync else ["--appendonly", "no"]
+        log = self.workdir / "redis.log"
+        self.proc = subprocess.Popen(
+            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.workdir),
+             "--logfile", str(log), *persistence],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        log.touch()
+        _wait("redis-server", self._pings, self.proc, 10, log)
+        return self
+
+    def _pings(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """kill -9, as a crash would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@dataclass
+class Issuer:
+    """A demo issuer key and the trust list that names it."""
+
+    private_key: bytes
+    trust_list_path: Path
+
+    @classmethod
+    def create(cls, workdir: Path) -> Issuer:
+        key = yibao_core.sm2_generate_private_key()
+        public = yibao_core.sm2_public_key(key)
+        doc = {
+            "version": 1,
+            "keys": [
+                {
+                    "key_id": yibao_core.key_id(public),
+                    "public_key": public.hex(),
+                    "not_before": "2020-01-01T00:00:00Z",
+                    "not_after": "2100-01-01T00:00:00Z",
+                    "issuer": "yibao-verify demo issuer",
+                }
+            ],
+        }
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = workdir / "trust-list.json"
+        path.write_text(json.dumps(doc, indent=1))
+        return cls(key, path)
+
+    def issue(self, credential_id: str, insured_region: str, channel: int, *, issued_at_ms: int | None = None,
+              ttl_s: int = 60, presenter_id: str | None = None) -> str:
+        return yibao_core.issue(
+            self.private_key,
+            credential_id=credential_id,
+            insured_region=insured_region,
+            channel=channel,
+            issued_at_ms=int(time.time() * 1000) if issued_at_ms is None else issued_at_ms,
+            ttl_s=ttl_s,
+            presenter_id=presenter_id,
+        )
+
+
+@dataclass
+class Node:
+    """`python -m server --insecure` on free ports."""
+
+    workdir: Path
+    redis_url: str
+    trust_list: Path | None = None
+    region: str = "44"
+    extra: Sequence[str] = ()
+    port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / f"node-{self.port}.log"
+
+    def start(self, timeout_s: float = 30) -> Node:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [
+            sys.executable, "-m", "server", "--insecure",
+            "--listen", self.target,
+            "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
+            "--redis-url", self.redis_url,
+            "--region", self.region,
+            *(["--trust-list", str(self.trust_list)] if self.trust_list else []),
+            *self.extra,
+        ]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
+        _wait("node", self._serving, self.proc, timeout_s, self.log)
+        return self
+
+    def _serving(self) -> bool:
+        try:
+            with grpc.insecure_channel(self.target) as ch:
+                reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=0.5)
+                return reply.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError:
+            return False
+
+    def stop(self, timeout_s: float = 20) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)

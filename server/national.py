@@ -1,0 +1,207 @@
+"""The national store on Redis: revocations and channel withdrawals (a hash
+each, plus a stream every node follows so no update is lost while it is
+away), the replay record, the shared trust list and the token key.
+
+Every state change is one Lua script that updates the hash and appends to
+the stream atomically, so a node that loads the hashes and then follows the
+stream from the position it read first can never miss a change.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+import yibao_core
+
+log = logging.getLogger(__name__)
+
+# One hash tag: the national mirror's keys live in one Redis Cluster slot, so
+# each script touches one node.
+REVOKED = "{yibao}:revoked"
+WITHDRAWN = "{yibao}:withdrawn"
+EVENTS = "{yibao}:events"
+TRUST_LIST = "{yibao}:trust-list"
+TOKEN_KEY = "{yibao}:token-key"
+REPLAY_PREFIX = "yibao:replay:"
+# Enough history for a node that was away for a long while; a node that
+# falls further behind reloads the hashes.
+EVENTS_MAXLEN = 1_000_000
+
+CHANNELS = range(1, 6)
+
+_MUTATE = """
+local op, id = ARGV[1], ARGV[2]
+local before
+if op == 'revoke' then
+  before = redis.call('HGET', KEYS[1], id)
+  redis.call('HSET', KEYS[1], id, ARGV[3])
+elseif op == 'restore' then
+  before = redis.call('HGET', KEYS[1], id)
+  redis.call('HDEL', KEYS[1], id)
+else
+  local bit = 2 ^ tonumber(ARGV[3])
+  local mask = tonumber(redis.call('HGET', KEYS[2], id) or '0')
+  before = (math.floor(mask / bit) % 2 == 1) and 1 or 0
+  if op == 'withdraw' and before == 0 then mask = mask + bit end
+  if op == 'restore_channel' and before == 1 then mask = mask - bit end
+  if mask == 0 then redis.call('HDEL', KEYS[2], id) else redis.call('HSET', KEYS[2], id, mask) end
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', op, 'id', id, 'arg', ARGV[3])
+return before
+"""
+
+# KEYS: replay keys; ARGV: value, ttl_ms for each. Returns 1 where the key was
+# new, else the value recorded by the first acceptance.
+_ADMIT = """
+local out = {}
+for i = 1, #KEYS do
+  if redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'NX', 'PX', ARGV[2 * i]) then
+    out[i] = 1
+  else
+    out[i] = redis.call('GET', KEYS[i]) or 1
+  end
+end
+return out
+"""
+
+_PUBLISH_TRUST = """
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'op', 'trust', 'id', '', 'arg', '')
+return 1
+"""
+
+
+class StoreUnavailable(Exception):
+    """The national store cannot be reached."""
+
+
+@dataclass(frozen=True)
+class Admission:
+    key: str
+    value: str
+    ttl_ms: int
+
+
+class NationalStore:
+    def __init__(self, url: str, *, on_error: Callable[[], None] = lambda: None) -> None:
+        # Short timeouts: a dead store must turn into degraded answers fast,
+        # not into stalled calls.
+        self._url = url
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=5
+        )
+        # The follower blocks in XREAD, so it has a connection of its own.
+        self._follower: aioredis.Redis = aioredis.Redis.from_url(
+            url, socket_timeout=2.0, socket_connect_timeout=1.0
+        )
+        self._mutate = self.redis.register_script(_MUTATE)
+        self._admit = self.redis.register_script(_ADMIT)
+        self._publish_trust = self.redis.register_script(_PUBLISH_TRUST)
+        self._on_error = on_error
+        self.last_contact = time.monotonic()
+
+    async def ping(self) -> None:
+        try:
+            await self.redis.ping()
+        except (RedisError, OSError) as e:
+            raise StoreUnavailable(f"cannot reach the national store at {self._url}: {e}") from e
+        self.touch()
+
+    def touch(self) -> None:
+        self.last_contact = time.monotonic()
+
+    def failed(self) -> None:
+        self._on_error()
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self._follower.aclose()
+
+    # --- the token key, shared by every node so any node accepts any token ---
+
+    async def token_key(self) -> bytes:
+        await self.redis.set(TOKEN_KEY, secrets.token_bytes(32), nx=True)
+        key = await self.redis.get(TOKEN_KEY)
+        if not isinstance(key, bytes) or len(key) != 32:
+            raise StoreUnavailable(f"{TOKEN_KEY} holds no 32-byte key")
+        return key
+
+    # --- revocations and channel withdrawals ---
+
+    async def mutate(self, op: str, credential_id: str, arg: str = "") -> bool:
+        """Apply one change and append it to the event stream; True if the
+        state before was revoked / withdrawn."""
+        before = await self._mutate(keys=[REVOKED, WITHDRAWN, EVENTS], args=[op, credential_id, arg, EVENTS_MAXLEN])
+        self.touch()
+        return before not in (None, 0, b"0")
+
+    async def load_mirror(self) -> tuple[yibao_core.RevocationSet, bytes]:
+        """A fresh mirror from the hashes and the stream position to follow
+        from. The position is read first, so events after it that the hashes
+        already show are applied twice, which is harmless: every event sets
+        a state rather than toggling one."""
+        last = await self.redis.xrevrange(EVENTS, count=1)
+        position = last[0][0] if last else b"0-0"
+        mirror = yibao_core.RevocationSet()
+        by_reason: dict[str, bytearray] = {}
+        async for cid, reason in self.redis.hscan_iter(REVOKED, count=10_000):
+            by_reason.setdefault(reason.decode(), bytearray()).extend(bytes.fromhex(cid.decode()))
+        for reason, ids in by_reason.items():
+            mirror.revoke_many(bytes(ids), reason)
+        async for cid, mask in self.redis.hscan_iter(WITHDRAWN, count=10_000):
+            for channel in CHANNELS:
+                if int(mask) >> channel & 1:
+                    mirror.withdraw_channel(cid.decode(), channel)
+        self.touch()
+        return mirror, position
+
+    async def events_since(self, position: bytes, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """Events after `position`, waiting up to block_ms for the first."""
+        reply = await self._follower.xread({EVENTS: position}, block=block_ms, count=10_000)
+        self.touch()
+        return reply[0][1] if reply else []
+
+    async def trimmed_past(self, position: bytes) -> bool:
+        """Has the stream been trimmed beyond `position`, so that events this
+        node never saw are gone? Then the caller reloads from the hashes."""
+        first = await self.redis.xrange(EVENTS, count=1)
+        self.touch()
+        return bool(first) and _stream_id(first[0][0]) > _stream_id(position)
+
+    # --- the replay record ---
+
+    async def admit(self, admissions: Sequence[Admission]) -> list[bytes | None]:
+        """Record each key if absent, in one round trip and one command for
+        the whole batch; per key: None if newly recorded, else the value of
+        the first acceptance."""
+        if not admissions:
+            return []
+        args: list[str | int] = []
+        for a in admissions:
+            args += [a.value, a.ttl_ms]
+        reply = await self._admit(keys=[a.key for a in admissions], args=args)
+        self.touch()
+        return [None if r == 1 else r for r in reply]
+
+    # --- the trust list ---
+
+    async def publish_trust_list(self, text: str) -> None:
+        await self._publish_trust(keys=[TRUST_LIST, EVENTS], args=[text, EVENTS_MAXLEN])
+        self.touch()
+
+    async def trust_list(self) -> str | None:
+        text = await self.redis.get(TRUST_LIST)
+        self.touch()
+        return text.decode() if text is not None else None
+
+
+def _stream_id(raw: bytes) -> tuple[int, int]:
+    ms, _, seq = raw.decode().partition("-")
+    return int(ms), int(seq or 0)
