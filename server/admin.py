@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 
 import yibao_core
 from server import validation
+from server.identity import Authorizer, Denied
 from server.national import NationalStore
 from server.state import NodeState
 from server.trust import TrustListSource
@@ -33,14 +34,18 @@ def _channel(value: int) -> int:
 
 
 class AdminService(admin_pb2_grpc.AdminServicer):
-    def __init__(self, store: NationalStore, state: NodeState, trust: TrustListSource) -> None:
+    def __init__(self, store: NationalStore, state: NodeState, trust: TrustListSource, authorizer: Authorizer) -> None:
+        self._auth = authorizer
         self._store = store
         self._state = state
         self._trust = trust
 
     async def _guard(self, context: grpc.aio.ServicerContext, call):  # type: ignore[no-untyped-def]
         try:
+            self._auth.admin(context)
             return await call()
+        except Denied as e:
+            await context.abort(e.code, str(e))
         except validation.InvalidArgument as e:
             await context.abort_with_status(e.status())
         except (RedisError, OSError) as e:

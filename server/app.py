@@ -20,6 +20,7 @@ from server import metrics
 from server.admin import AdminService
 from server.config import Config
 from server.engine import Batcher, VerifyEngine
+from server.identity import Authorizer
 from server.interceptor import MetricsInterceptor
 from server.national import NationalStore
 from server.state import NodeState
@@ -117,8 +118,9 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
         interceptors=[MetricsInterceptor()],
         options=[("grpc.so_reuseport", 1 if shared_port else 0)],
     )
-    verifier_pb2_grpc.add_VerifierServicer_to_server(VerifierService(engine, batcher), server)
-    admin_pb2_grpc.add_AdminServicer_to_server(AdminService(store, state, trust), server)
+    authorizer = Authorizer(insecure=cfg.insecure)
+    verifier_pb2_grpc.add_VerifierServicer_to_server(VerifierService(engine, batcher, authorizer), server)
+    admin_pb2_grpc.add_AdminServicer_to_server(AdminService(store, state, trust, authorizer), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

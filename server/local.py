@@ -136,13 +136,15 @@ class Issuer:
 
 @dataclass
 class Node:
-    """`python -m server --insecure` on free ports."""
+    """`python -m server` on free ports: plaintext (--insecure) unless
+    `credentials` (for the readiness check) and TLS options in `extra` are given."""
 
     workdir: Path
     redis_url: str
     trust_list: Path | None = None
     region: str = "44"
     extra: Sequence[str] = ()
+    credentials: grpc.ChannelCredentials | None = None
     port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -162,7 +164,8 @@ class Node:
     def start(self, timeout_s: float = 30) -> Node:
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = [
-            sys.executable, "-m", "server", "--insecure",
+            sys.executable, "-m", "server",
+            *([] if self.credentials else ["--insecure"]),
             "--listen", self.target,
             "--metrics-listen", f"127.0.0.1:{self.metrics_port}",
             "--redis-url", self.redis_url,
@@ -177,11 +180,16 @@ class Node:
 
     def _serving(self) -> bool:
         try:
-            with grpc.insecure_channel(self.target) as ch:
+            with self.channel() as ch:
                 reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=0.5)
                 return reply.status == health_pb2.HealthCheckResponse.SERVING
         except grpc.RpcError:
             return False
+
+    def channel(self) -> grpc.Channel:
+        if self.credentials is None:
+            return grpc.insecure_channel(self.target)
+        return grpc.secure_channel(self.target, self.credentials)
 
     def stop(self, timeout_s: float = 20) -> int | None:
         if self.proc is None or self.proc.poll() is not None:

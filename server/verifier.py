@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from server import validation
+from server.identity import Authorizer, Denied
 from server.engine import Batcher, Unavailable, VerifyEngine
 from yibao.v1 import verifier_pb2, verifier_pb2_grpc
 
@@ -18,18 +19,22 @@ STREAM_BATCH = 500
 
 
 class VerifierService(verifier_pb2_grpc.VerifierServicer):
-    def __init__(self, engine: VerifyEngine, batcher: Batcher) -> None:
+    def __init__(self, engine: VerifyEngine, batcher: Batcher, authorizer: Authorizer) -> None:
         self._engine = engine
         self._batcher = batcher
+        self._auth = authorizer
 
     async def Verify(  # noqa: N802 - gRPC method name
         self, request: verifier_pb2.VerifyRequest, context: grpc.aio.ServicerContext
     ) -> verifier_pb2.VerifyResponse:
         try:
             validation.verify_request(request)
+            self._auth.institutions(context, (request.institution_code,))
             return await self._batcher.submit(request)
         except validation.InvalidArgument as e:
             await context.abort_with_status(e.status())
+        except Denied as e:
+            await context.abort(e.code, str(e))
         except Unavailable as e:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
         raise AssertionError("abort returns by raising")
@@ -41,10 +46,13 @@ class VerifierService(verifier_pb2_grpc.VerifierServicer):
             validation.batch_size(len(request.requests))
             for i, req in enumerate(request.requests):
                 validation.verify_request(req, f"requests[{i}].")
+            self._auth.institutions(context, {req.institution_code for req in request.requests})
             responses = await self._engine.verify(request.requests)
             return verifier_pb2.VerifyBatchResponse(responses=responses)
         except validation.InvalidArgument as e:
             await context.abort_with_status(e.status())
+        except Denied as e:
+            await context.abort(e.code, str(e))
         except Unavailable as e:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
         raise AssertionError("abort returns by raising")
@@ -75,6 +83,7 @@ class VerifierService(verifier_pb2_grpc.VerifierServicer):
                     except validation.InvalidArgument as e:
                         bad = e
                         break
+                    self._auth.institutions(context, (req.institution_code,))
                     valid.append(req)
                     index += 1
                 if valid:
@@ -82,6 +91,8 @@ class VerifierService(verifier_pb2_grpc.VerifierServicer):
                         yield resp
                 if bad is not None:
                     await context.abort_with_status(bad.status())
+        except Denied as e:
+            await context.abort(e.code, str(e))
         except Unavailable as e:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
         finally:
