@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 import yibao_core
 from server import metrics, tokens
 from server.config import Config
-from server.national import REPLAY_PREFIX, Admission, NationalStore
+from server.national import Admission, NationalStore, replay_key
 from server.state import NodeState
 from yibao.v1 import common_pb2, verifier_pb2
 
@@ -103,7 +103,7 @@ class VerifyEngine:
         dead_at = {i: results[i].expires_at_ms + self._cfg.skew_ms for i in valid}  # type: ignore[operator]
         admissions = [
             Admission(
-                key=f"{REPLAY_PREFIX}{results[i].credential_id}{results[i].nonce}",
+                key=replay_key(results[i].credential_id, results[i].nonce),  # type: ignore[arg-type]
                 value=f"{fingerprints[i]}|{now_ms}",
                 ttl_ms=max(1, dead_at[i] - now_ms),
             )

@@ -9,6 +9,7 @@ stream from the position it read first can never miss a change.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -16,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 import yibao_core
@@ -30,6 +33,7 @@ EVENTS = "{yibao}:events"
 TRUST_LIST = "{yibao}:trust-list"
 TOKEN_KEY = "{yibao}:token-key"
 REPLAY_PREFIX = "yibao:replay:"
+CLUSTER_SCHEME = "redis+cluster://"
 # Enough history for a node that was away for a long while; a node that
 # falls further behind reloads the hashes.
 EVENTS_MAXLEN = 1_000_000
@@ -91,16 +95,11 @@ class Admission:
 
 class NationalStore:
     def __init__(self, url: str, *, on_error: Callable[[], None] = lambda: None) -> None:
-        # Short timeouts: a dead store must turn into degraded answers fast,
-        # not into stalled calls.
         self._url = url
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=5
-        )
+        self.cluster = url.startswith(CLUSTER_SCHEME)
+        self.redis = _client(url, socket_timeout=1.0)
         # The follower blocks in XREAD, so it has a connection of its own.
-        self._follower: aioredis.Redis = aioredis.Redis.from_url(
-            url, socket_timeout=2.0, socket_connect_timeout=1.0
-        )
+        self._follower = _client(url, socket_timeout=2.0)
         self._mutate = self.redis.register_script(_MUTATE)
         self._admit = self.redis.register_script(_ADMIT)
         self._publish_trust = self.redis.register_script(_PUBLISH_TRUST)
@@ -183,12 +182,27 @@ class NationalStore:
         the first acceptance."""
         if not admissions:
             return []
+        if not self.cluster:
+            reply = await self._admit_group(admissions)
+        else:
+            # A script's keys must share a slot in a cluster: one script per
+            # slot, all sent at once.
+            groups: dict[int, list[int]] = {}
+            for i, a in enumerate(admissions):
+                groups.setdefault(key_slot(a.key.encode()), []).append(i)
+            replies = await asyncio.gather(*(self._admit_group([admissions[i] for i in g]) for g in groups.values()))
+            reply = [None] * len(admissions)
+            for g, r in zip(groups.values(), replies):
+                for i, value in zip(g, r):
+                    reply[i] = value
+        self.touch()
+        return [None if r == 1 else r for r in reply]
+
+    async def _admit_group(self, admissions: Sequence[Admission]) -> list[bytes | int]:
         args: list[str | int] = []
         for a in admissions:
             args += [a.value, a.ttl_ms]
-        reply = await self._admit(keys=[a.key for a in admissions], args=args)
-        self.touch()
-        return [None if r == 1 else r for r in reply]
+        return list(await self._admit(keys=[a.key for a in admissions], args=args))
 
     # --- the trust list ---
 
@@ -200,6 +214,23 @@ class NationalStore:
         text = await self.redis.get(TRUST_LIST)
         self.touch()
         return text.decode() if text is not None else None
+
+
+def replay_key(credential_id: str, nonce: str) -> str:
+    """The replay record's key. The hash tag (the credential id's first hex
+    digit) spreads records over at most 16 cluster slots, so a batch costs
+    at most 16 scripts there, and one on a standalone server."""
+    return f"{REPLAY_PREFIX}{{{credential_id[0]}}}{credential_id}{nonce}"
+
+
+def _client(url: str, *, socket_timeout: float) -> aioredis.Redis | RedisCluster:
+    # Short timeouts: a dead store must turn into degraded answers fast, not
+    # into stalled calls.
+    if url.startswith(CLUSTER_SCHEME):
+        return RedisCluster.from_url(
+            "redis://" + url.removeprefix(CLUSTER_SCHEME), socket_timeout=socket_timeout, socket_connect_timeout=1.0
+        )
+    return aioredis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=1.0, health_check_interval=5)
 
 
 def _stream_id(raw: bytes) -> tuple[int, int]:
