@@ -115,13 +115,19 @@ pub struct PrivateKey {
 
 impl PrivateKey {
     /// # Errors
-    /// `InvalidPrivateKey` unless `bytes` is 32 bytes encoding a scalar in [1, n-1].
+    /// `InvalidPrivateKey` unless `bytes` is 32 bytes encoding a scalar in
+    /// [1, n-2], the range GB/T 32918.1 gives: at n-1, 1 + d has no inverse
+    /// and no signature exists.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CoreError> {
+        const N_MINUS_1: [u8; 32] = hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54122");
         if bytes.len() != 32 {
             return Err(CoreError::InvalidPrivateKey(format!("expected 32 bytes, got {}", bytes.len())));
         }
+        if bytes == N_MINUS_1 {
+            return Err(CoreError::InvalidPrivateKey("the scalar is n-1, outside [1, n-2]".into()));
+        }
         let signing = SigningKey::from_slice(DEFAULT_ID, bytes)
-            .map_err(|_| CoreError::InvalidPrivateKey("the scalar is 0 or not below the group order n".into()))?;
+            .map_err(|_| CoreError::InvalidPrivateKey("the scalar is 0 or not below the group order n, outside [1, n-2]".into()))?;
         let point = signing.verifying_key().as_affine().to_sec1_point(false);
         let public = PublicKey::from_sec1(point.as_bytes())?;
         Ok(Self { signing, public })
@@ -244,6 +250,8 @@ mod tests {
         assert!(PublicKey::from_sec1(&off).is_err());
         assert!(PrivateKey::from_bytes(&[0u8; 32]).is_err());
         assert!(PrivateKey::from_bytes(&[0xFFu8; 32]).is_err());
+        assert!(PrivateKey::from_bytes(&hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54122")).is_err());
+        assert!(PrivateKey::from_bytes(&hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54121")).is_ok());
         assert!(PrivateKey::from_bytes(&[1u8; 31]).is_err());
     }
 
