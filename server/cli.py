@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -62,7 +63,8 @@ def _supervise(cfg: config.Config) -> None:
         _fail(str(e))
 
     # Before the fork: every worker then records into files the parent sums.
-    metrics.prepare_multiprocess(tempfile.mkdtemp(prefix="yibao-metrics-"))
+    metrics_dir = tempfile.mkdtemp(prefix="yibao-metrics-")
+    metrics.prepare_multiprocess(metrics_dir)
     children: list[int] = []
     for _ in range(cfg.workers):
         pid = os.fork()
@@ -110,4 +112,6 @@ def _supervise(cfg: config.Config) -> None:
         if not stopping:
             logging.getLogger("yibao.node").error("worker %d exited with %d: stopping the node", pid, code)
             stop(signal.SIGTERM, None)
+    metrics.shutdown()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
     sys.exit(worst)

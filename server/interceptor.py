@@ -55,27 +55,23 @@ class _MethodMetrics:
 
     def finish(self, code: grpc.StatusCode, started: float) -> None:
         elapsed = time.perf_counter() - started
-        children = self._done.get(code)
-        if children is None:
-            name = code.name
-            children = self._done[code] = (
-                metrics.GRPC_HANDLED.labels(*self._labels, name),
-                metrics.GRPC_HANDLING_SECONDS.labels(*self._labels, name),
-            )
-        children[0].inc()
-        children[1].observe(elapsed)
+        handled, seconds = self._done.get(code) or self._children(code)
+        handled.inc()
+        seconds.observe(elapsed)
+
+    def _children(self, code: grpc.StatusCode) -> tuple[Any, Any]:
+        # getattr: never let an odd code value break the call being counted
+        name = getattr(code, "name", None) or str(code)
+        children = self._done[code] = (
+            metrics.GRPC_HANDLED.labels(*self._labels, name),
+            metrics.GRPC_HANDLING_SECONDS.labels(*self._labels, name),
+        )
+        return children
 
     def preinitialize(self) -> None:
         """Zero series for a method not called yet, so rate() sees its first call."""
-        self.finish_children(_OK)
-
-    def finish_children(self, code: grpc.StatusCode) -> None:
-        if code not in self._done:
-            name = code.name
-            self._done[code] = (
-                metrics.GRPC_HANDLED.labels(*self._labels, name),
-                metrics.GRPC_HANDLING_SECONDS.labels(*self._labels, name),
-            )
+        if _OK not in self._done:
+            self._children(_OK)
 
 
 def _code_after_return(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
@@ -96,6 +92,33 @@ def _code_after_cancel(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     # when the deadline passes; only the remaining time tells them apart.
     remaining = context.time_remaining()
     return _DEADLINE_EXCEEDED if remaining is not None and remaining <= 0 else _CANCELLED
+
+
+class _SyncContext:
+    """What a plain-function handler gets instead of grpc.aio's sync context,
+    which has set_code() and abort() but no code() to read back: remembers
+    the code it was given. Only plain-function handlers (run in grpc.aio's
+    thread pool, already costly) pay for this object."""
+
+    __slots__ = ("_inner", "_code")
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._code: grpc.StatusCode | None = None
+
+    def code(self) -> grpc.StatusCode | None:
+        return self._code
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self._code = code
+        self._inner.set_code(code)
+
+    def abort(self, code: grpc.StatusCode, details: str = "", trailing_metadata: Any = ()) -> None:
+        self._code = code
+        self._inner.abort(code, details, trailing_metadata)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 # ---------------------------------------------------------------------------
@@ -123,8 +146,9 @@ def _wrap_unary_response(behaviour: Callable[..., Any], mm: _MethodMetrics) -> C
 
         return wrapped
 
-    def wrapped_sync(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    def wrapped_sync(request: Any, aio_context: Any) -> Any:
         started = mm.start()
+        context = _SyncContext(aio_context)
         try:
             response = behaviour(request, context)
         except BaseException:
@@ -142,29 +166,35 @@ def _wrap_stream_response(behaviour: Callable[..., Any], mm: _MethodMetrics) -> 
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started = mm.start()
+            responses = behaviour(request, context)
             try:
-                async for response in behaviour(request, context):
+                async for response in responses:
                     yield response
             except (asyncio.CancelledError, GeneratorExit):
-                # GeneratorExit: grpc closed the generator while it was
+                # GeneratorExit: grpc dropped this generator while it was
                 # suspended at a yield, i.e. the call went away.
                 mm.finish(_code_after_cancel(context), started)
                 raise
             except BaseException:
                 mm.finish(_code_after_error(context), started)
                 raise
+            finally:
+                # Run the handler's own clean-up now, not whenever the
+                # event loop's async-generator finaliser gets to it.
+                await responses.aclose()
             mm.finish(_code_after_return(context), started)
 
         return wrapped
     if inspect.iscoroutinefunction(behaviour):
         return _wrap_unary_response(behaviour, mm)
 
-    def wrapped_sync(request: Any, context: grpc.aio.ServicerContext) -> Iterator[Any]:
+    def wrapped_sync(request: Any, aio_context: Any) -> Iterator[Any]:
         started = mm.start()
+        context = _SyncContext(aio_context)
         try:
             yield from behaviour(request, context)
         except GeneratorExit:
-            mm.finish(_CANCELLED, started)
+            mm.finish(_code_after_cancel(context), started)
             raise
         except BaseException:
             mm.finish(_code_after_error(context), started)

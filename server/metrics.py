@@ -22,7 +22,8 @@ imported works too; prepare_multiprocess() also clears stale files.)
 
 The metric objects themselves are reachable as module attributes for code
 off the hot path (``metrics.REDIS_ERRORS.labels(store="national").inc()``,
-``metrics.REVOCATIONS_LOADED.set(n)``): see ``_ATTRIBUTES``. Touching one
+``metrics.REVOCATIONS_LOADED.set(n)``): see ``_ATTRIBUTES``. The sync age is
+the exception: it is computed at scrape time from set_revocation_synced(). Touching one
 creates it in this process.
 """
 
@@ -30,16 +31,19 @@ from __future__ import annotations
 
 import collections
 import glob
+import math
 import os
 import socket
 import socketserver
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from typing import Final, Literal
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app, values
 from prometheus_client import multiprocess
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 __all__ = [
     "GRPC_CODES",
@@ -57,6 +61,7 @@ __all__ = [
     "serve",
     "set_national_store_up",
     "set_revocation_sync_age",
+    "set_revocation_synced",
     "set_revocations_loaded",
     "set_trust_keys_loaded",
     "shutdown",
@@ -95,6 +100,9 @@ _GRPC_BUCKETS: Final = (
     1.0, 2.5, 5.0, 10.0,
 )
 
+_SYNC_TS_NAME: Final = "yibao_revocation_last_sync_timestamp_seconds"
+_SYNC_AGE_NAME: Final = "yibao_revocation_sync_age_seconds"
+
 # Gauges: name -> (help, multiprocess mode). Every mode is "live*", so a dead
 # worker's value disappears with mark_worker_dead() instead of being reported
 # forever. Each gauge is created in a process when first touched, not before:
@@ -112,11 +120,11 @@ _GAUGES: Final[dict[str, tuple[str, str]]] = {
         "1 while the national store answers, 0 while verifying from the local mirror alone.",
         "livemin",
     ),
-    # The stalest live worker is the one an alert must see.
-    "yibao_revocation_sync_age_seconds": (
-        "Seconds since the local revocation mirror was last in step with the national store.",
-        "livemax",
-    ),
+    # The oldest last-good-sync among live workers: the stalest worker is the
+    # one an alert must see. yibao_revocation_sync_age_seconds is derived from
+    # it at scrape time (see _Exposition), so the age keeps growing even when
+    # nothing in the node updates it any more (a wedged event loop).
+    _SYNC_TS_NAME: ("Unix time the local revocation mirror was last in step with the national store.", "livemin"),
 }
 
 
@@ -337,11 +345,18 @@ def set_national_store_up(up: bool) -> None:
     _set_gauge("yibao_national_store_up", 1.0 if up else 0.0)
 
 
+def set_revocation_synced(at: float | None = None) -> None:
+    """The local revocation mirror was in step with the national store at
+    ``at`` (Unix time, default now). Call after each good contact, or
+    periodically with the time of the last one; in every process that holds
+    a mirror. yibao_revocation_sync_age_seconds = scrape time - the oldest
+    such time among live processes (+Inf before the first call)."""
+    _set_gauge(_SYNC_TS_NAME, time.time() if at is None else at)
+
+
 def set_revocation_sync_age(seconds: float) -> None:
-    """Seconds since the last good contact with the national store. Set it
-    from a periodic task independent of the sync loop (the node's 1 s report
-    loop), so that it keeps growing when the sync itself is stuck."""
-    _set_gauge("yibao_revocation_sync_age_seconds", seconds)
+    """Same as set_revocation_synced(now - seconds)."""
+    set_revocation_synced(time.time() - seconds)
 
 
 # --------------------------------------------------------------------------
@@ -361,7 +376,7 @@ _ATTRIBUTES: Final[dict[str, str]] = {
     "REVOCATIONS_LOADED": "yibao_revocations_loaded",
     "TRUST_KEYS_LOADED": "yibao_trust_keys_loaded",
     "NATIONAL_STORE_UP": "yibao_national_store_up",
-    "REVOCATION_SYNC_AGE": "yibao_revocation_sync_age_seconds",
+    "REVOCATION_LAST_SYNC": _SYNC_TS_NAME,
 }
 
 
@@ -377,6 +392,31 @@ def __getattr__(name: str) -> object:
 # --------------------------------------------------------------------------
 # Exposition
 # --------------------------------------------------------------------------
+class _Exposition:
+    """What /metrics serves: the source registry, plus the sync age derived
+    from the oldest last-sync time at the moment of the scrape. +Inf before
+    any process has synced, or once all that had are dead: the truthful
+    "never", on which an alert on age > N fires."""
+
+    def __init__(self, source: CollectorRegistry) -> None:
+        self._source = source
+
+    def describe(self) -> list[Metric]:
+        return []  # the source registry has done its own duplicate checks
+
+    def collect(self) -> Iterator[Metric]:
+        synced: float | None = None
+        for family in self._source.collect():
+            if family.name == _SYNC_TS_NAME:
+                stamps = [s.value for s in family.samples]
+                synced = min(stamps) if stamps else None
+            yield family
+        age = math.inf if synced is None else max(0.0, time.time() - synced)
+        yield GaugeMetricFamily(
+            _SYNC_AGE_NAME, "Seconds since the local revocation mirror was last in step with the national store.", value=age
+        )
+
+
 class _MetricsHTTPServer(socketserver.ThreadingMixIn, WSGIServer):
     # A scraper that hangs must not block shutdown.
     daemon_threads = True
@@ -422,10 +462,12 @@ def serve(listen: str) -> int:
         multiprocess.MultiProcessCollector(source, path=os.environ[_MULTIPROC_ENV])
     else:
         source = REGISTRY  # includes process_* and python_* metrics
+    exposed = CollectorRegistry(auto_describe=False)
+    exposed.register(_Exposition(source))
 
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
     server_class = type("_BoundMetricsServer", (_MetricsHTTPServer,), {"address_family": family})
-    httpd = make_server(host, port, make_wsgi_app(source), server_class=server_class, handler_class=_QuietHandler)
+    httpd = make_server(host, port, make_wsgi_app(exposed), server_class=server_class, handler_class=_QuietHandler)
     thread = threading.Thread(target=httpd.serve_forever, name="metrics-http", daemon=True)
     thread.start()
     _http = (httpd, thread)
