@@ -42,10 +42,7 @@ pub fn encode(data: &[u8]) -> String {
 /// a lone trailing character, or a group whose value does not fit its bytes.
 pub fn decode(text: &[u8]) -> Result<Vec<u8>, CoreError> {
     if text.len() % 3 == 1 {
-        return Err(CoreError::InvalidBase45(format!(
-            "length {} leaves a single character at the end",
-            text.len()
-        )));
+        return Err(CoreError::InvalidBase45(format!("length {} leaves a single character at the end", text.len())));
     }
     let mut out = Vec::with_capacity(text.len() / 3 * 2 + 1);
     for (group, chunk) in text.chunks(3).enumerate() {

@@ -101,10 +101,12 @@ fn check_stateless(code: &[u8], ctx: &Context<'_>) -> Verdict {
     if now >= u128::from(c.expires_at_ms()) + skew {
         return Verdict::of(Outcome::Expired, c);
     }
-    // Step 5.
+    // Step 5, on the fixed-base tables of the key.
+    let (r, s) = c.signature.split_at(32);
+    let (r, s): (&[u8; 32], &[u8; 32]) = (r.try_into().unwrap_or(&[0; 32]), s.try_into().unwrap_or(&[0; 32]));
     let signed_by_one = in_force.iter().any(|key| {
         let e = sm::message_digest(key.public_key.identity_hash(), &c.signed);
-        key.public_key.verify_digest(&e, &c.signature)
+        key.prepared.verify_prehash(&e, r, s)
     });
     if !signed_by_one {
         return Verdict::of(Outcome::BadSignature, c);

@@ -140,7 +140,10 @@ fn check_field_rules(c: &Credential) -> Result<(), (&'static str, String)> {
         return Err(("presenter_id", "set although the family flag is clear".into()));
     }
     if !c.insured_region.iter().all(u8::is_ascii_digit) {
-        return Err(("insured_region", format!("{:?} is not six ASCII digits", String::from_utf8_lossy(&c.insured_region))));
+        return Err((
+            "insured_region",
+            format!("{:?} is not six ASCII digits", String::from_utf8_lossy(&c.insured_region)),
+        ));
     }
     if !is_province(&c.insured_region[..2]) {
         return Err((
@@ -256,7 +259,8 @@ mod tests {
     #[test]
     fn issuer_refuses_broken_fields() {
         let (key, _) = PrivateKey::generate().unwrap();
-        let cases: [(&str, fn(&mut Fields)); 6] = [
+        type Breaker = fn(&mut Fields);
+        let cases: [(&str, Breaker); 6] = [
             ("ttl_s", |f| f.ttl_s = 0),
             ("ttl_s", |f| f.ttl_s = 301),
             ("channel", |f| f.channel = 6),

@@ -63,7 +63,9 @@ impl Outcome {
             Self::ChannelRevoked => {
                 "该渠道的授权已撤销，请换用其他渠道 / The person withdrew this channel's authorisation; use another."
             }
-            Self::Replayed => "该医保码已被使用，请刷新后重新出示 / This code was already used; refresh it and show it again.",
+            Self::Replayed => {
+                "该医保码已被使用，请刷新后重新出示 / This code was already used; refresh it and show it again."
+            }
         }
     }
 }

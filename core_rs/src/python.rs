@@ -18,7 +18,12 @@ use crate::revocation::{CredentialId, Reason, RevocationSet as CoreRevocationSet
 use crate::sm::{self, PrivateKey, PublicKey};
 use crate::trust::TrustList as CoreTrustList;
 
-create_exception!(yibao_core, TrustListError, PyValueError, "A trust list that cannot be used; the message names the key.");
+create_exception!(
+    yibao_core,
+    TrustListError,
+    PyValueError,
+    "A trust list that cannot be used; the message names the key."
+);
 
 impl From<CoreError> for PyErr {
     fn from(e: CoreError) -> Self {
@@ -388,14 +393,14 @@ fn py_check_batch(
     retry_keys: Option<Vec<Option<Vec<u8>>>>,
     threads: Option<usize>,
 ) -> PyResult<Vec<CheckResult>> {
-    let codes = codes.iter().enumerate().map(|(i, c)| text_or_bytes(c, &format!("codes[{i}]"))).collect::<PyResult<Vec<_>>>()?;
+    let codes = codes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| text_or_bytes(c, &format!("codes[{i}]")))
+        .collect::<PyResult<Vec<_>>>()?;
     if let Some(keys) = &retry_keys {
         if keys.len() != codes.len() {
-            return Err(PyValueError::new_err(format!(
-                "retry_keys: {} keys for {} codes",
-                keys.len(),
-                codes.len()
-            )));
+            return Err(PyValueError::new_err(format!("retry_keys: {} keys for {} codes", keys.len(), codes.len())));
         }
     }
     if threads == Some(0) {
@@ -435,7 +440,8 @@ fn py_issue(
         presenter_id: presenter_id.map(|p| self::credential_id(p, "presenter_id")).transpose()?,
         insured_region: insured_region.to_owned(),
         channel: u8::try_from(channel).map_err(|_| field("channel", format!("{channel} is not 1 to 5")))?,
-        issued_at_ms: u64::try_from(issued_at_ms).map_err(|_| field("issued_at_ms", format!("{issued_at_ms} is negative")))?,
+        issued_at_ms: u64::try_from(issued_at_ms)
+            .map_err(|_| field("issued_at_ms", format!("{issued_at_ms} is negative")))?,
         ttl_s: u16::try_from(ttl_s).map_err(|_| field("ttl_s", format!("{ttl_s} is not 1 to 300")))?,
         nonce,
     };

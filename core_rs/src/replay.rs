@@ -12,11 +12,14 @@ use hashbrown::HashMap;
 /// `credential_id ‖ nonce`.
 pub type ReplayKey = [u8; 24];
 
+/// An accepted pair: the retry key of the request that was accepted.
+struct Entry {
+    retry_key: Option<Box<[u8]>>,
+}
+
 #[derive(Default)]
 struct Inner {
-    /// Each accepted pair, with the retry key of the request that was
-    /// accepted and its expiry second.
-    entries: HashMap<ReplayKey, (Option<Box<[u8]>>, u64), RandomState>,
+    entries: HashMap<ReplayKey, Entry, RandomState>,
     buckets: BTreeMap<u64, Vec<ReplayKey>>,
 }
 
@@ -47,14 +50,14 @@ impl ReplayGuard {
     pub fn admit(&self, key: ReplayKey, retry_key: Option<&[u8]>, dead_at_ms: u64, now_ms: u64) -> Admission {
         let mut inner = self.lock();
         inner.prune(now_ms);
-        if let Some((first, _)) = inner.entries.get(&key) {
-            return match (first.as_deref(), retry_key) {
+        if let Some(first) = inner.entries.get(&key) {
+            return match (first.retry_key.as_deref(), retry_key) {
                 (Some(a), Some(b)) if a == b => Admission::Retry,
                 _ => Admission::Replayed,
             };
         }
         let second = dead_at_ms.div_ceil(1000);
-        inner.entries.insert(key, (retry_key.map(Box::from), second));
+        inner.entries.insert(key, Entry { retry_key: retry_key.map(Box::from) });
         inner.buckets.entry(second).or_default().push(key);
         Admission::First
     }

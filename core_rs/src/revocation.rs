@@ -173,11 +173,13 @@ mod tests {
     #[test]
     fn bulk_load() {
         let s = RevocationSet::new();
-        let ids: Vec<CredentialId> = (0u32..10_000).map(|i| {
-            let mut id = [0u8; 16];
-            id[..4].copy_from_slice(&i.to_be_bytes());
-            id
-        }).collect();
+        let ids: Vec<CredentialId> = (0u32..10_000)
+            .map(|i| {
+                let mut id = [0u8; 16];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                id
+            })
+            .collect();
         s.revoke_many(&ids, Reason::Deceased);
         assert_eq!(s.len(), 10_000);
         assert_eq!(s.reason(&ids[9_999]), Some(Reason::Deceased));

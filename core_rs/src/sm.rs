@@ -126,8 +126,9 @@ impl PrivateKey {
         if bytes == N_MINUS_1 {
             return Err(CoreError::InvalidPrivateKey("the scalar is n-1, outside [1, n-2]".into()));
         }
-        let signing = SigningKey::from_slice(DEFAULT_ID, bytes)
-            .map_err(|_| CoreError::InvalidPrivateKey("the scalar is 0 or not below the group order n, outside [1, n-2]".into()))?;
+        let signing = SigningKey::from_slice(DEFAULT_ID, bytes).map_err(|_| {
+            CoreError::InvalidPrivateKey("the scalar is 0 or not below the group order n, outside [1, n-2]".into())
+        })?;
         let point = signing.verifying_key().as_affine().to_sec1_point(false);
         let public = PublicKey::from_sec1(point.as_bytes())?;
         Ok(Self { signing, public })
@@ -194,10 +195,7 @@ mod tests {
     #[test]
     fn sm3_standard_examples() {
         // GB/T 32905-2016 appendix A.
-        assert_eq!(
-            hex::encode(sm3(b"abc")),
-            "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
-        );
+        assert_eq!(hex::encode(sm3(b"abc")), "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0");
         assert_eq!(
             hex::encode(sm3(&b"abcd".repeat(16))),
             "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
@@ -250,8 +248,12 @@ mod tests {
         assert!(PublicKey::from_sec1(&off).is_err());
         assert!(PrivateKey::from_bytes(&[0u8; 32]).is_err());
         assert!(PrivateKey::from_bytes(&[0xFFu8; 32]).is_err());
-        assert!(PrivateKey::from_bytes(&hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54122")).is_err());
-        assert!(PrivateKey::from_bytes(&hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54121")).is_ok());
+        assert!(
+            PrivateKey::from_bytes(&hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54122")).is_err()
+        );
+        assert!(
+            PrivateKey::from_bytes(&hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54121")).is_ok()
+        );
         assert!(PrivateKey::from_bytes(&[1u8; 31]).is_err());
     }
 

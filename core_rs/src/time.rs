@@ -23,7 +23,12 @@ pub fn parse_rfc3339_ms(field: &str, text: &str) -> Result<i64, CoreError> {
     };
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month) || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
     {
         return Err(bad());
     }
@@ -95,7 +100,14 @@ mod tests {
 
     #[test]
     fn refuses_other_forms() {
-        for s in ["2026-01-01", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-01-01T00:00:00", "2026-01-01 00:00:00Z", "２026-01-01T00:00:00Z"] {
+        for s in [
+            "2026-01-01",
+            "2026-13-01T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-01-01T00:00:00",
+            "2026-01-01 00:00:00Z",
+            "２026-01-01T00:00:00Z",
+        ] {
             assert!(p("not_before", s).is_err(), "{s}");
         }
     }

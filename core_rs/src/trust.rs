@@ -1,10 +1,13 @@
 //! The trust list of credential-v1 section 6: issuer keys with their
 //! validity windows, checked when loaded and prepared for verification.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use crate::error::CoreError;
 use crate::sm::{self, PublicKey};
+use crate::sm2fast::PreparedKey;
 use crate::time::parse_rfc3339_ms;
 
 #[derive(Deserialize)]
@@ -29,6 +32,9 @@ struct KeyJson {
 pub struct TrustedKey {
     pub key_id: [u8; 4],
     pub public_key: PublicKey,
+    /// Fixed-base tables for this key (256 KiB), built once when the list
+    /// loads and shared by every copy of the list.
+    pub prepared: Arc<PreparedKey>,
     pub not_before_ms: i64,
     pub not_after_ms: i64,
     pub issuer: String,
@@ -54,18 +60,13 @@ impl TrustList {
     /// # Errors
     /// `TrustList` naming the key (by position and key_id) and what is wrong with it.
     pub fn from_json(text: &[u8]) -> Result<Self, CoreError> {
-        let doc: TrustListJson =
-            serde_json::from_slice(text).map_err(|e| CoreError::TrustList(format!("not the JSON of section 6: {e}")))?;
+        let doc: TrustListJson = serde_json::from_slice(text)
+            .map_err(|e| CoreError::TrustList(format!("not the JSON of section 6: {e}")))?;
         if doc.version != 1 {
             return Err(CoreError::TrustList(format!("version {} is not supported (expected 1)", doc.version)));
         }
         let keys = doc.keys.iter().enumerate().map(|(i, k)| parse_key(i, k)).collect::<Result<Vec<_>, _>>()?;
         Ok(Self { keys })
-    }
-
-    #[must_use]
-    pub fn from_keys(keys: Vec<TrustedKey>) -> Self {
-        Self { keys }
     }
 
     #[must_use]
@@ -100,7 +101,16 @@ fn parse_key(index: usize, k: &KeyJson) -> Result<TrustedKey, CoreError> {
     if not_after_ms <= not_before_ms {
         return Err(fail(format!("not_after {} is not after not_before {}", k.not_after, k.not_before)));
     }
-    Ok(TrustedKey { key_id, public_key, not_before_ms, not_after_ms, issuer: k.issuer.clone() })
+    let prepared =
+        PreparedKey::new(public_key.sec1()).ok_or_else(|| fail("the point is not on the curve sm2p256v1".into()))?;
+    Ok(TrustedKey {
+        key_id,
+        public_key,
+        prepared: Arc::new(prepared),
+        not_before_ms,
+        not_after_ms,
+        issuer: k.issuer.clone(),
+    })
 }
 
 #[cfg(test)]
