@@ -79,7 +79,7 @@ class VerifierService(verifier_pb2_grpc.VerifierServicer):
                 for req in batch:
                     assert req is not None  # only the last item can be the end mark
                     try:
-                        validation.verify_request(req, f"request {index}: ")
+                        validation.verify_request(req, f"requests[{index}].")
                     except validation.InvalidArgument as e:
                         bad = e
                         break

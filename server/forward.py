@@ -1,0 +1,89 @@
+"""异地就医: calls for a person insured in another province go to that
+province's node (--peer PROVINCE=HOST:PORT), and its answer is returned
+as it is. With mTLS the forwarding node presents its own certificate
+(common name yibao-node), which the peer accepts on behalf of any
+institution."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+
+from server import metrics
+from server.config import Config
+from yibao.v1 import admin_pb2_grpc, settlement_pb2_grpc
+
+Response = TypeVar("Response")
+DEFAULT_TIMEOUT_S = 5.0
+
+
+class PeerUnavailable(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Peers:
+    def __init__(self, cfg: Config) -> None:
+        self._cfg = cfg
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def _channel(self, province: str) -> grpc.aio.Channel:
+        channel = self._channels.get(province)
+        if channel is not None:
+            return channel
+        address = self._cfg.peers.get(province)
+        if address is None:
+            raise PeerUnavailable(
+                grpc.StatusCode.UNAVAILABLE, f"no node is configured for province {province} (--peer {province}=HOST:PORT)"
+            )
+        if self._cfg.insecure:
+            channel = grpc.aio.insecure_channel(address)
+        else:
+            channel = grpc.aio.secure_channel(
+                address,
+                grpc.ssl_channel_credentials(
+                    root_certificates=Path(self._cfg.client_ca).read_bytes(),  # type: ignore[arg-type]
+                    private_key=Path(self._cfg.tls_key).read_bytes(),  # type: ignore[arg-type]
+                    certificate_chain=Path(self._cfg.tls_cert).read_bytes(),  # type: ignore[arg-type]
+                ),
+            )
+        self._channels[province] = channel
+        return channel
+
+    def settlement(self, province: str) -> settlement_pb2_grpc.SettlementStub:
+        return settlement_pb2_grpc.SettlementStub(self._channel(province))
+
+    def admin(self, province: str) -> admin_pb2_grpc.AdminStub:
+        return admin_pb2_grpc.AdminStub(self._channel(province))
+
+    async def call(
+        self,
+        province: str,
+        rpc: Callable[..., Awaitable[Response]],
+        request: object,
+        context: grpc.aio.ServicerContext,
+    ) -> Response:
+        """Send `request` to the peer within what is left of the caller's
+        deadline; the peer's business answer comes back as it is, its
+        failure as PeerUnavailable with the peer's status code."""
+        remaining = context.time_remaining()
+        timeout = DEFAULT_TIMEOUT_S if remaining is None else max(0.05, remaining - 0.05)
+        try:
+            response = await rpc(request, timeout=timeout)
+        except grpc.RpcError as e:
+            code = e.code()  # type: ignore[attr-defined]
+            metrics.record_forward(province, code)
+            raise PeerUnavailable(
+                code if code != grpc.StatusCode.UNKNOWN else grpc.StatusCode.UNAVAILABLE,
+                f"the node of province {province} answered {code.name}: {e.details()}",  # type: ignore[attr-defined]
+            ) from e
+        metrics.record_forward(province, "OK")
+        return response
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
