@@ -1,21 +1,38 @@
-"""The Admin service calls of this issue: revocations, channel withdrawals
-and the trust list. Each change goes to the national store first (so every
-node sees it) and to this node's mirror at once."""
+"""The Admin service: revocations and channel withdrawals (national: the
+national store first, so every node sees them, then this node's mirror),
+the trust list, accounts (in the province that keeps them: forwarded there
+like Settle) and the node's receipt key. Every change is written to this
+province's audit log before it is answered."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import grpc
 from redis.exceptions import RedisError
 
 import yibao_core
-from server import validation
+from server import audit, metrics, node_key, validation
+from server import ledger as lg
+from server.forward import PeerUnavailable, Peers
 from server.identity import Authorizer, Denied
 from server.national import NationalStore
 from server.state import NodeState
 from server.trust import TrustListSource
 from yibao.v1 import admin_pb2, admin_pb2_grpc, common_pb2
+
+Response = TypeVar("Response")
+
+
+class RegionalUnavailable(Exception):
+    """The regional store (accounts, audit log) did not answer."""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 log = logging.getLogger(__name__)
 
@@ -33,32 +50,85 @@ def _channel(value: int) -> int:
     return value
 
 
+def _account_response(account: lg.Account, message: type[Response]) -> Response:
+    fields = {
+        "credential_id": account.credential_id,
+        "status": common_pb2.AccountStatus.Value("ACCOUNT_STATUS_" + account.status),
+        "balance_fen": account.balance_fen,
+        "per_payment_limit_fen": account.per_payment_limit_fen,
+        "daily_limit_fen": account.daily_limit_fen,
+        "spent_today_fen": account.spent_today_fen,
+    }
+    known = {f.name for f in message.DESCRIPTOR.fields}  # type: ignore[attr-defined]
+    return message(**{k: v for k, v in fields.items() if k in known})
+
+
 class AdminService(admin_pb2_grpc.AdminServicer):
-    def __init__(self, store: NationalStore, state: NodeState, trust: TrustListSource, authorizer: Authorizer) -> None:
+    def __init__(
+        self,
+        *,
+        region: str,
+        store: NationalStore,
+        state: NodeState,
+        trust: TrustListSource,
+        authorizer: Authorizer,
+        ledger: lg.Ledger,
+        peers: Peers,
+        node_public_key: bytes,
+    ) -> None:
+        self._region = region
         self._auth = authorizer
         self._store = store
         self._state = state
         self._trust = trust
+        self._ledger = ledger
+        self._peers = peers
+        self._node_public_key = node_public_key
 
-    async def _guard(self, context: grpc.aio.ServicerContext, call):  # type: ignore[no-untyped-def]
+    async def _guard(self, context: grpc.aio.ServicerContext, call: Callable[[str], Awaitable[Response]]) -> Response:
         try:
-            self._auth.admin(context)
-            return await call()
+            who = self._auth.admin(context)
+            return await call(who)
         except Denied as e:
             await context.abort(e.code, str(e))
         except validation.InvalidArgument as e:
             await context.abort_with_status(e.status())
+        except lg.InvalidInput as e:
+            field, _, why = str(e).partition(": ")
+            await context.abort_with_status(validation.InvalidArgument(field, why).status())
+        except PeerUnavailable as e:
+            await context.abort(e.code, str(e))
+        except RegionalUnavailable as e:
+            metrics.record_redis_error("regional")
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the regional store is unreachable: {e.__cause__}; retry")
         except (RedisError, OSError) as e:
             self._store.failed()
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"the national store is unreachable: {e}; retry")
         raise AssertionError("abort returns by raising")
 
+    async def _regional(self, call: Awaitable[Response]) -> Response:
+        try:
+            return await call
+        except (RedisError, OSError) as e:
+            raise RegionalUnavailable() from e
+
+    async def _audit(self, who: str, what: str, outcome: str, **detail: object) -> None:
+        await self._regional(audit.append(self._ledger.redis, self._region, who, what, outcome, detail))
+
+    def _province(self, insured_region: str, *, required: bool) -> str:
+        if not insured_region and not required:
+            return self._region
+        if len(insured_region) != 6 or not insured_region.isdigit():
+            raise validation.InvalidArgument("insured_region", f"{insured_region[:40]!r} is not six digits (参保地)")
+        return insured_region[:2]
+
     async def Revoke(self, request: admin_pb2.RevokeRequest, context: grpc.aio.ServicerContext) -> admin_pb2.RevokeResponse:  # noqa: N802
-        async def call() -> admin_pb2.RevokeResponse:
+        async def call(who: str) -> admin_pb2.RevokeResponse:
             cid = validation.credential_id(request.credential_id)
             reason = _reason_name(request.reason)
             await self._store.mutate("revoke", cid, reason)
             self._state.mirror.revoke(cid, reason)
+            await self._audit(who, "revoke", "OK", credential_id=cid, reason=reason)
             log.info("revoked %s (%s)", cid, reason)
             resp = admin_pb2.RevokeResponse(credential_id=cid, reason=request.reason)
             resp.revoked_at.GetCurrentTime()
@@ -67,10 +137,11 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         return await self._guard(context, call)
 
     async def Restore(self, request: admin_pb2.RestoreRequest, context: grpc.aio.ServicerContext) -> admin_pb2.RestoreResponse:  # noqa: N802
-        async def call() -> admin_pb2.RestoreResponse:
+        async def call(who: str) -> admin_pb2.RestoreResponse:
             cid = validation.credential_id(request.credential_id)
             was = await self._store.mutate("restore", cid)
             self._state.mirror.restore(cid)
+            await self._audit(who, "restore", "OK", credential_id=cid, was_revoked=was)
             log.info("restored %s", cid)
             return admin_pb2.RestoreResponse(credential_id=cid, was_revoked=was)
 
@@ -79,11 +150,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     async def WithdrawChannel(  # noqa: N802
         self, request: admin_pb2.WithdrawChannelRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.WithdrawChannelResponse:
-        async def call() -> admin_pb2.WithdrawChannelResponse:
+        async def call(who: str) -> admin_pb2.WithdrawChannelResponse:
             cid = validation.credential_id(request.credential_id)
             channel = _channel(request.channel)
             was = await self._store.mutate("withdraw", cid, str(channel))
             self._state.mirror.withdraw_channel(cid, channel)
+            await self._audit(who, "withdraw_channel", "OK", credential_id=cid, channel=channel)
             return admin_pb2.WithdrawChannelResponse(credential_id=cid, channel=request.channel, was_withdrawn=was)
 
         return await self._guard(context, call)
@@ -91,11 +163,12 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     async def RestoreChannel(  # noqa: N802
         self, request: admin_pb2.RestoreChannelRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.RestoreChannelResponse:
-        async def call() -> admin_pb2.RestoreChannelResponse:
+        async def call(who: str) -> admin_pb2.RestoreChannelResponse:
             cid = validation.credential_id(request.credential_id)
             channel = _channel(request.channel)
             was = await self._store.mutate("restore_channel", cid, str(channel))
             self._state.mirror.restore_channel(cid, channel)
+            await self._audit(who, "restore_channel", "OK", credential_id=cid, channel=channel)
             return admin_pb2.RestoreChannelResponse(credential_id=cid, channel=request.channel, was_withdrawn=was)
 
         return await self._guard(context, call)
@@ -103,12 +176,99 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     async def LoadTrustList(  # noqa: N802
         self, request: admin_pb2.LoadTrustListRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.LoadTrustListResponse:
-        async def call() -> admin_pb2.LoadTrustListResponse:
+        async def call(who: str) -> admin_pb2.LoadTrustListResponse:
             try:
                 trust_list = yibao_core.TrustList.from_json(request.trust_list_json)
             except yibao_core.TrustListError as e:
                 raise validation.InvalidArgument("trust_list_json", str(e)) from e
             await self._trust.publish(request.trust_list_json, trust_list)
+            await self._audit(who, "load_trust_list", "OK", key_ids=",".join(trust_list.key_ids))
             return admin_pb2.LoadTrustListResponse(keys_loaded=len(trust_list), key_ids=trust_list.key_ids)
 
         return await self._guard(context, call)
+
+    # --- accounts, in the province that keeps them ---
+
+    async def OpenAccount(  # noqa: N802
+        self, request: admin_pb2.OpenAccountRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.OpenAccountResponse:
+        async def call(who: str) -> admin_pb2.OpenAccountResponse:
+            validation.credential_id(request.credential_id)
+            province = self._province(request.insured_region, required=True)
+            if province != self._region:
+                return await self._peers.call(province, self._peers.admin(province).OpenAccount, request, context)
+            created, account = await self._regional(
+                self._ledger.open_account(
+                    request.credential_id,
+                    balance_fen=request.balance_fen,
+                    per_payment_limit_fen=request.per_payment_limit_fen,
+                    daily_limit_fen=request.daily_limit_fen,
+                    actor=who,
+                    now_ms=_now_ms(),
+                    insured_region=request.insured_region,
+                )
+            )
+            resp = _account_response(account, admin_pb2.OpenAccountResponse)
+            resp.created = created
+            return resp
+
+        return await self._guard(context, call)
+
+    async def SetAccountStatus(  # noqa: N802
+        self, request: admin_pb2.SetAccountStatusRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.SetAccountStatusResponse:
+        async def call(who: str) -> admin_pb2.SetAccountStatusResponse:
+            validation.credential_id(request.credential_id)
+            if request.status not in (common_pb2.ACCOUNT_STATUS_ACTIVE, common_pb2.ACCOUNT_STATUS_FROZEN):
+                raise validation.InvalidArgument("status", f"{request.status} is not ACTIVE (1) or FROZEN (2)")
+            province = self._province(request.insured_region, required=False)
+            if province != self._region:
+                return await self._peers.call(province, self._peers.admin(province).SetAccountStatus, request, context)
+            status = common_pb2.AccountStatus.Name(request.status).removeprefix("ACCOUNT_STATUS_")
+            account = await self._regional(
+                self._ledger.set_status(request.credential_id, status, actor=who, now_ms=_now_ms())
+            )
+            if account is None:
+                return admin_pb2.SetAccountStatusResponse(credential_id=request.credential_id.upper(), found=False)
+            resp = _account_response(account, admin_pb2.SetAccountStatusResponse)
+            resp.found = True
+            return resp
+
+        return await self._guard(context, call)
+
+    async def GetAccount(  # noqa: N802
+        self, request: admin_pb2.GetAccountRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.GetAccountResponse:
+        async def call(who: str) -> admin_pb2.GetAccountResponse:
+            validation.credential_id(request.credential_id)
+            province = self._province(request.insured_region, required=False)
+            if province != self._region:
+                return await self._peers.call(province, self._peers.admin(province).GetAccount, request, context)
+            account = await self._regional(self._ledger.get_account(request.credential_id, _now_ms()))
+            if account is None:
+                return admin_pb2.GetAccountResponse(credential_id=request.credential_id.upper(), found=False)
+            resp = _account_response(account, admin_pb2.GetAccountResponse)
+            resp.found = True
+            return resp
+
+        return await self._guard(context, call)
+
+    async def GetNodeKey(  # noqa: N802
+        self, request: admin_pb2.GetNodeKeyRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.GetNodeKeyResponse:
+        # The receipt key is public: anyone holding a receipt may ask for it.
+        try:
+            if request.region and request.region != self._region:
+                if request.region not in self._peers.provinces:
+                    raise validation.InvalidArgument("region", f"{request.region!r}: no node is known for that province")
+                return await self._peers.call(
+                    request.region, self._peers.admin(request.region).GetNodeKey, request, context
+                )
+            return admin_pb2.GetNodeKeyResponse(
+                region=self._region, public_key=self._node_public_key, key_id=node_key.key_id(self._node_public_key)
+            )
+        except validation.InvalidArgument as e:
+            await context.abort_with_status(e.status())
+        except PeerUnavailable as e:
+            await context.abort(e.code, str(e))
+        raise AssertionError("abort returns by raising")

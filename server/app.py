@@ -16,23 +16,27 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.exceptions import RedisError
 
-from server import metrics
+from server import metrics, node_key
 from server.admin import AdminService
 from server.config import Config
 from server.engine import Batcher, VerifyEngine
 from server.identity import Authorizer
 from server.interceptor import MetricsInterceptor
-from server.national import NationalStore
+from server.forward import Peers
+from server.ledger import Ledger
+from server.national import NationalStore, StoreUnavailable, client
+from server.settlement import SettlementService
 from server.state import NodeState
 from server.trust import TrustListSource
 from server.verifier import VerifierService
-from yibao.v1 import admin_pb2, admin_pb2_grpc, verifier_pb2, verifier_pb2_grpc
+from yibao.v1 import admin_pb2, admin_pb2_grpc, settlement_pb2, settlement_pb2_grpc, verifier_pb2, verifier_pb2_grpc
 
 log = logging.getLogger("yibao.node")
 
 FOLLOW_BLOCK_MS = 500
 SERVICES = (
     verifier_pb2.DESCRIPTOR.services_by_name["Verifier"].full_name,
+    settlement_pb2.DESCRIPTOR.services_by_name["Settlement"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
 )
 
@@ -105,6 +109,13 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     else if the national store cannot be reached."""
     store = NationalStore(cfg.redis_url, on_error=lambda: metrics.record_redis_error("national"))
     await store.ping()
+    regional_url = cfg.regional_redis_url or cfg.redis_url
+    regional = client(regional_url)
+    try:
+        await regional.ping()
+    except (RedisError, OSError) as e:
+        raise StoreUnavailable(f"cannot reach the regional store at {regional_url}: {e}") from e
+    private_key, public_key = node_key.load_or_create(cfg.node_key)  # type: ignore[arg-type]
     token_key = await store.token_key()
     text, trust_list = await TrustListSource.initial(store, cfg.trust_list)
     mirror, position = await store.load_mirror()
@@ -119,8 +130,33 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
         options=[("grpc.so_reuseport", 1 if shared_port else 0)],
     )
     authorizer = Authorizer(insecure=cfg.insecure)
+    ledger = Ledger(regional, cfg.region)
+    peers = Peers(cfg)
     verifier_pb2_grpc.add_VerifierServicer_to_server(VerifierService(engine, batcher, authorizer), server)
-    admin_pb2_grpc.add_AdminServicer_to_server(AdminService(store, state, trust, authorizer), server)
+    settlement_pb2_grpc.add_SettlementServicer_to_server(
+        SettlementService(
+            region=cfg.region,
+            ledger=ledger,
+            peers=peers,
+            token_key=token_key,
+            node_private_key=private_key,
+            authorizer=authorizer,
+        ),
+        server,
+    )
+    admin_pb2_grpc.add_AdminServicer_to_server(
+        AdminService(
+            region=cfg.region,
+            store=store,
+            state=state,
+            trust=trust,
+            authorizer=authorizer,
+            ledger=ledger,
+            peers=peers,
+            node_public_key=public_key,
+        ),
+        server,
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -155,6 +191,8 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
     await batcher.close()
     engine.close()
+    await peers.close()
     with suppress(RedisError, OSError):
         await store.close()
+        await regional.aclose()
     log.info("stopped")

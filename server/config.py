@@ -33,6 +33,7 @@ class Config:
     skew_ms: int = 5000
     token_ttl_s: int = 600
     grace_s: float = 10.0
+    node_key: Path | None = None
 
 
 def _env(name: str) -> str | None:
@@ -134,6 +135,13 @@ def parser() -> argparse.ArgumentParser:
         default=float(_env("max-staleness-s") or d.max_staleness_s),
         help="how long Verify may answer from the local mirror while the national store is unreachable (default %(default)s)",
     )
+    p.add_argument(
+        "--node-key",
+        type=Path,
+        default=_env("node-key"),
+        help="the node's receipt-signing SM2 key, made on first start and kept "
+        "(default ~/.local/state/yibao-verify/node-REGION.key); every node of a province shares one",
+    )
     return p
 
 
@@ -158,4 +166,5 @@ def parse(argv: Sequence[str] | None = None) -> Config:
         client_ca=a.client_ca,
         workers=a.workers,
         max_staleness_s=a.max_staleness_s,
+        node_key=a.node_key or Path.home() / ".local" / "state" / "yibao-verify" / f"node-{a.region}.key",
     )

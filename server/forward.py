@@ -54,6 +54,10 @@ class Peers:
         self._channels[province] = channel
         return channel
 
+    @property
+    def provinces(self) -> frozenset[str]:
+        return frozenset(self._cfg.peers)
+
     def settlement(self, province: str) -> settlement_pb2_grpc.SettlementStub:
         return settlement_pb2_grpc.SettlementStub(self._channel(province))
 

@@ -171,6 +171,7 @@ class Node:
             "--redis-url", self.redis_url,
             "--region", self.region,
             *(["--trust-list", str(self.trust_list)] if self.trust_list else []),
+            *([] if "--node-key" in self.extra else ["--node-key", str(self.workdir / "node.key")]),
             *self.extra,
         ]
         with self.log.open("ab") as out:

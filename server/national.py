@@ -97,9 +97,9 @@ class NationalStore:
     def __init__(self, url: str, *, on_error: Callable[[], None] = lambda: None) -> None:
         self._url = url
         self.cluster = url.startswith(CLUSTER_SCHEME)
-        self.redis = _client(url, socket_timeout=1.0)
+        self.redis = client(url, socket_timeout=1.0)
         # The follower blocks in XREAD, so it has a connection of its own.
-        self._follower = _client(url, socket_timeout=2.0)
+        self._follower = client(url, socket_timeout=2.0)
         self._mutate = self.redis.register_script(_MUTATE)
         self._admit = self.redis.register_script(_ADMIT)
         self._publish_trust = self.redis.register_script(_PUBLISH_TRUST)
@@ -223,14 +223,20 @@ def replay_key(credential_id: str, nonce: str) -> str:
     return f"{REPLAY_PREFIX}{{{credential_id[0]}}}{credential_id}{nonce}"
 
 
-def _client(url: str, *, socket_timeout: float) -> aioredis.Redis | RedisCluster:
+def client(url: str, *, socket_timeout: float = 1.0) -> aioredis.Redis | RedisCluster:
     # Short timeouts: a dead store must turn into degraded answers fast, not
     # into stalled calls.
     if url.startswith(CLUSTER_SCHEME):
         return RedisCluster.from_url(
             "redis://" + url.removeprefix(CLUSTER_SCHEME), socket_timeout=socket_timeout, socket_connect_timeout=1.0
         )
-    return aioredis.Redis.from_url(url, socket_timeout=socket_timeout, socket_connect_timeout=1.0, health_check_interval=5)
+    # A blocking pool: a burst of calls waits for a connection rather than
+    # failing with "too many connections" (which would read as the store down).
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=256, timeout=socket_timeout, socket_timeout=socket_timeout, socket_connect_timeout=1.0,
+        health_check_interval=5,
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def _stream_id(raw: bytes) -> tuple[int, int]:
