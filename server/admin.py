@@ -7,6 +7,7 @@ province's audit log before it is answered."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -25,6 +26,7 @@ from server.trust import TrustListSource
 from yibao.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 
 Response = TypeVar("Response")
+_STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
 
 class RegionalUnavailable(Exception):
@@ -249,6 +251,31 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 return admin_pb2.GetAccountResponse(credential_id=request.credential_id.upper(), found=False)
             resp = _account_response(account, admin_pb2.GetAccountResponse)
             resp.found = True
+            return resp
+
+        return await self._guard(context, call)
+
+    async def ReadAudit(  # noqa: N802
+        self, request: admin_pb2.ReadAuditRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.ReadAuditResponse:
+        async def call(who: str) -> admin_pb2.ReadAuditResponse:
+            province = request.region or self._region
+            if province != self._region:
+                if province not in self._peers.provinces:
+                    raise validation.InvalidArgument("region", f"{province!r}: no node is known for that province")
+                return await self._peers.call(province, self._peers.admin(province).ReadAudit, request, context)
+            count = request.count or 100
+            if not 1 <= count <= 10_000:
+                raise validation.InvalidArgument("count", f"{count} is not 1 to 10000")
+            if request.since and not _STREAM_ID.fullmatch(request.since):
+                raise validation.InvalidArgument("since", f"{request.since[:40]!r} is not an entry id such as 1795448373532-0")
+            entries = await self._regional(
+                audit.read(self._ledger.redis, self._region, since=request.since or None, count=count, latest=request.latest)
+            )
+            resp = admin_pb2.ReadAuditResponse(region=self._region)
+            for e in entries:
+                entry = resp.entries.add(id=e.id, who=e.who, what=e.what, outcome=e.outcome, detail=e.detail)
+                entry.when.FromMilliseconds(e.when)
             return resp
 
         return await self._guard(context, call)
