@@ -130,7 +130,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             reason = _reason_name(request.reason)
             await self._store.mutate("revoke", cid, reason)
             self._state.mirror.revoke(cid, reason)
-            await self._audit(who, "revoke", "OK", credential_id=cid, reason=reason)
+            await self._audit(who, "Revoke", "OK", credential_id=cid, reason=reason)
             log.info("revoked %s (%s)", cid, reason)
             resp = admin_pb2.RevokeResponse(credential_id=cid, reason=request.reason)
             resp.revoked_at.GetCurrentTime()
@@ -143,7 +143,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             cid = validation.credential_id(request.credential_id)
             was = await self._store.mutate("restore", cid)
             self._state.mirror.restore(cid)
-            await self._audit(who, "restore", "OK", credential_id=cid, was_revoked=was)
+            await self._audit(who, "Restore", "OK", credential_id=cid, was_revoked=was)
             log.info("restored %s", cid)
             return admin_pb2.RestoreResponse(credential_id=cid, was_revoked=was)
 
@@ -157,7 +157,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             channel = _channel(request.channel)
             was = await self._store.mutate("withdraw", cid, str(channel))
             self._state.mirror.withdraw_channel(cid, channel)
-            await self._audit(who, "withdraw_channel", "OK", credential_id=cid, channel=channel)
+            await self._audit(who, "WithdrawChannel", "OK", credential_id=cid, channel=channel)
             return admin_pb2.WithdrawChannelResponse(credential_id=cid, channel=request.channel, was_withdrawn=was)
 
         return await self._guard(context, call)
@@ -170,7 +170,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             channel = _channel(request.channel)
             was = await self._store.mutate("restore_channel", cid, str(channel))
             self._state.mirror.restore_channel(cid, channel)
-            await self._audit(who, "restore_channel", "OK", credential_id=cid, channel=channel)
+            await self._audit(who, "RestoreChannel", "OK", credential_id=cid, channel=channel)
             return admin_pb2.RestoreChannelResponse(credential_id=cid, channel=request.channel, was_withdrawn=was)
 
         return await self._guard(context, call)
@@ -184,7 +184,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             except yibao_core.TrustListError as e:
                 raise validation.InvalidArgument("trust_list_json", str(e)) from e
             await self._trust.publish(request.trust_list_json, trust_list)
-            await self._audit(who, "load_trust_list", "OK", key_ids=",".join(trust_list.key_ids))
+            await self._audit(who, "LoadTrustList", "OK", key_ids=",".join(trust_list.key_ids))
             return admin_pb2.LoadTrustListResponse(keys_loaded=len(trust_list), key_ids=trust_list.key_ids)
 
         return await self._guard(context, call)

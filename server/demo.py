@@ -1,7 +1,8 @@
 """The README's main job: a private redis-server and a node on free
 loopback ports, codes issued and verified (valid, expired, tampered,
-revoked, replayed, family account, another province), then everything
-stopped. Run: python -m server.demo"""
+revoked, replayed, family account, another province), an account opened,
+a bill settled from it and partly refunded, the signed receipt checked and
+the audit trail shown; then everything stopped. Run: python -m server.demo"""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import yibao_core
 from server.local import Issuer, Node, Redis
-from yibao.v1 import common_pb2, verifier_pb2
+from yibao.v1 import admin_pb2, common_pb2, settlement_pb2, verifier_pb2
 from yibao_client import Client
 
 PERSON = "3A7C0F19B2D44E8A9C115E6B0D2F4A71"
@@ -37,9 +38,53 @@ def _show(title: str, resp: verifier_pb2.VerifyResponse) -> None:
         print(f"  {'':<44} ec_token {resp.ec_token[:32]}... valid until {resp.token_expires_at.ToDatetime():%H:%M:%S} UTC")
 
 
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
+def _settle_and_refund(client: Client, issuer: Issuer) -> None:
+    patient = "5E1D2C3B4A5968778695A4B3C2D1E0F1"
+    print("\n  Settlement: pay from the personal account (个人账户), then refund part of it")
+    opened = client.open_account(
+        credential_id=patient, balance_fen=100_000, per_payment_limit_fen=50_000, daily_limit_fen=80_000,
+        insured_region="440300",
+    )
+    print(f"  account {patient} opened: balance {_yuan(opened.balance_fen)} yuan, "
+          f"limits {_yuan(opened.per_payment_limit_fen)} per payment, {_yuan(opened.daily_limit_fen)} a day")
+    token = client.verify(issuer.issue(patient, "440300", WECHAT), institution_code=SHENZHEN_HOSPITAL).ec_token
+    bill = dict(ec_token=token, institution_code=SHENZHEN_HOSPITAL, order_id="HIS-20261123-0001",
+                total_fen=12_000, account_pay_fen=10_000)
+    pre = client.presettle(**bill)
+    print(f"  PreSettle (预结算): {settlement_pb2.SettleOutcome.Name(pre.outcome).removeprefix('SETTLE_OUTCOME_')}, "
+          f"would pay {_yuan(pre.account_pay_fen)} from the account and {_yuan(pre.cash_pay_fen)} in cash")
+    settled = client.settle(**bill)
+    again = client.settle(**bill)
+    print(f"  Settle: {settlement_pb2.SettleOutcome.Name(settled.outcome).removeprefix('SETTLE_OUTCOME_')} "
+          f"{settled.settlement_id}: account {_yuan(settled.account_pay_fen)}, cash {_yuan(settled.cash_pay_fen)}, "
+          f"balance after {_yuan(settled.balance_after_fen)}")
+    print(f"  the same order sent again: same settlement {again.settlement_id == settled.settlement_id}, "
+          f"balance still {_yuan(again.balance_after_fen)}")
+    refund = client.refund(settlement_id=settled.settlement_id, refund_id="HIS-R-0001", amount_fen=3_000,
+                           institution_code=SHENZHEN_HOSPITAL)
+    print(f"  Refund 30.00: {settlement_pb2.RefundOutcome.Name(refund.outcome).removeprefix('REFUND_OUTCOME_')}, "
+          f"balance after {_yuan(refund.balance_after_fen)}, {_yuan(refund.remaining_fen)} left to refund")
+    node_key = client.get_node_key()
+    ok = yibao_core.sm2_verify(node_key.public_key, settled.receipt, settled.receipt_signature)
+    print(f"  receipt ({len(settled.receipt)} bytes, layout in the README): {settled.receipt.hex()}")
+    print(f"  signature r||s: {settled.receipt_signature.hex()}")
+    print(f"  verified with node key {node_key.key_id} (Admin.GetNodeKey): {ok}")
+    account = client.get_account(patient)
+    print(f"  account now: balance {_yuan(account.balance_fen)} yuan, spent today {_yuan(account.spent_today_fen)}")
+    print("\n  audit trail (Admin.ReadAudit):")
+    for e in client.admin_stub.ReadAudit(admin_pb2.ReadAuditRequest(latest=True, count=5), timeout=5).entries:
+        detail = ", ".join(f"{k}={v}" for k, v in sorted(e.detail.items()) if k in ("order_id", "refund_id", "amount_fen", "account_pay_fen", "credential_id", "channel", "reason"))
+        print(f"    {e.when.ToDatetime():%H:%M:%S} {e.who:<38} {e.what:<17} {e.outcome:<10} {detail}")
+
+
 def run(workdir: Path) -> None:
     print("yibao-verify demo: a private redis-server and a node on this machine\n")
-    redis = Redis(workdir / "redis").start()
+    # AOF with an fsync on every write, as the ledger needs (README, "Durability").
+    redis = Redis(workdir / "redis", appendfsync="always").start()
     node: Node | None = None
     try:
         issuer = Issuer.create(workdir)
@@ -71,6 +116,7 @@ def run(workdir: Path) -> None:
             )
             valid = sum(r.outcome == verifier_pb2.OUTCOME_VALID for r in batch)
             print(f"\n  VerifyBatch of 500 fresh codes: {valid} VALID, answered in order")
+            _settle_and_refund(client, issuer)
         metrics = urllib.request.urlopen(node.metrics_url, timeout=5).read().decode()
         print(f"\n  metrics: {node.metrics_url}")
         for line in metrics.splitlines():

@@ -123,7 +123,7 @@ class SettlementService(settlement_pb2_grpc.SettlementServicer):
             if not dry_run:
                 metrics.record_settlement(refused)
                 await audit.append(
-                    self._ledger.redis, self._region, req.institution_code, "settle", refused,
+                    self._ledger.redis, self._region, req.institution_code, "Settle", refused,
                     {"order_id": req.order_id, "total_fen": str(req.total_fen), "account_pay_fen": str(req.account_pay_fen)},
                     now_ms=now,
                 )
