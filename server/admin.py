@@ -92,20 +92,32 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             who = self._auth.admin(context)
             return await call(who)
         except Denied as e:
-            await context.abort(e.code, str(e))
+            await context.abort_with_status(validation.rich_status(e.code, str(e), "NOT_AUTHORIZED"))
         except validation.InvalidArgument as e:
             await context.abort_with_status(e.status())
         except lg.InvalidInput as e:
             field, _, why = str(e).partition(": ")
             await context.abort_with_status(validation.InvalidArgument(field, why).status())
         except PeerUnavailable as e:
-            await context.abort(e.code, str(e))
+            await context.abort_with_status(validation.rich_status(e.code, str(e), "PEER_UNAVAILABLE"))
         except RegionalUnavailable as e:
             metrics.record_redis_error("regional")
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the regional store is unreachable: {e.__cause__}; retry")
+            await context.abort_with_status(
+                validation.rich_status(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the regional store is unreachable: {e.__cause__}; retry",
+                    "REGIONAL_STORE_UNAVAILABLE",
+                )
+            )
         except (RedisError, OSError) as e:
             self._store.failed()
-            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the national store is unreachable: {e}; retry")
+            await context.abort_with_status(
+                validation.rich_status(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the national store is unreachable: {e}; retry",
+                    "NATIONAL_STORE_UNAVAILABLE",
+                )
+            )
         raise AssertionError("abort returns by raising")
 
     async def _regional(self, call: Awaitable[Response]) -> Response:
@@ -297,5 +309,5 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         except validation.InvalidArgument as e:
             await context.abort_with_status(e.status())
         except PeerUnavailable as e:
-            await context.abort(e.code, str(e))
+            await context.abort_with_status(validation.rich_status(e.code, str(e), "PEER_UNAVAILABLE"))
         raise AssertionError("abort returns by raising")

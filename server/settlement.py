@@ -80,13 +80,17 @@ class SettlementService(settlement_pb2_grpc.SettlementServicer):
             field = str(e).partition(":")[0]
             await context.abort_with_status(validation.InvalidArgument(field, str(e).partition(": ")[2]).status())
         except Denied as e:
-            await context.abort(e.code, str(e))
+            await context.abort_with_status(validation.rich_status(e.code, str(e), "NOT_AUTHORIZED"))
         except PeerUnavailable as e:
-            await context.abort(e.code, str(e))
+            await context.abort_with_status(validation.rich_status(e.code, str(e), "PEER_UNAVAILABLE"))
         except (RedisError, OSError) as e:
             metrics.record_redis_error("regional")
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, f"the regional store is unreachable ({e}); nothing was moved, retry"
+            await context.abort_with_status(
+                validation.rich_status(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the regional store is unreachable ({e}); nothing was moved, retry",
+                    "REGIONAL_STORE_UNAVAILABLE",
+                )
             )
         raise AssertionError("abort returns by raising")
 

@@ -1,6 +1,7 @@
-"""Request checks that answer INVALID_ARGUMENT, with a google.rpc.Status
-carrying an ErrorInfo that names the field, so a client in any language can
-tell which field to fix."""
+"""Request checks that answer INVALID_ARGUMENT, and the structured status
+every refusal carries: a google.rpc.Status with an ErrorInfo (reason,
+domain yibao.v1, metadata such as the field to fix), so a client in any
+language can act on it without parsing the message."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from server.config import PROVINCES
@@ -20,18 +21,20 @@ _INSTITUTION = re.compile(r"[HP]\d{11}")
 _CREDENTIAL_ID = re.compile(r"[0-9A-Fa-f]{32}")
 
 
+def rich_status(code: grpc.StatusCode, message: str, reason: str, **metadata: str) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    return rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=[detail]))
+
+
 class InvalidArgument(Exception):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
 
     def status(self) -> grpc.Status:
-        info = error_details_pb2.ErrorInfo(reason="INVALID_FIELD", domain=DOMAIN, metadata={"field": self.field})
-        detail = any_pb2.Any()
-        detail.Pack(info)
-        return rpc_status.to_status(
-            status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(self), details=[detail])
-        )
+        return rich_status(grpc.StatusCode.INVALID_ARGUMENT, str(self), "INVALID_FIELD", field=self.field)
 
 
 def institution_code(value: str, field: str = "institution_code") -> str:
