@@ -99,7 +99,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             field, _, why = str(e).partition(": ")
             await context.abort_with_status(validation.InvalidArgument(field, why).status())
         except PeerUnavailable as e:
-            await context.abort_with_status(validation.rich_status(e.code, str(e), "PEER_UNAVAILABLE"))
+            await context.abort_with_status(e.status or validation.rich_status(e.code, str(e), "PEER_UNAVAILABLE"))
         except RegionalUnavailable as e:
             metrics.record_redis_error("regional")
             await context.abort_with_status(
@@ -309,5 +309,5 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         except validation.InvalidArgument as e:
             await context.abort_with_status(e.status())
         except PeerUnavailable as e:
-            await context.abort_with_status(validation.rich_status(e.code, str(e), "PEER_UNAVAILABLE"))
+            await context.abort_with_status(e.status or validation.rich_status(e.code, str(e), "PEER_UNAVAILABLE"))
         raise AssertionError("abort returns by raising")

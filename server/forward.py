@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
+from grpc_status import rpc_status
 
 from server import metrics
 from server.config import Config
@@ -21,9 +22,14 @@ DEFAULT_TIMEOUT_S = 5.0
 
 
 class PeerUnavailable(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    """The peer refused or failed the call. `status` is the peer's own
+    structured status when it sent one (an INVALID_ARGUMENT naming the field,
+    say), to be passed back unchanged."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, status: grpc.Status | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.status = status
 
 
 class Peers:
@@ -81,9 +87,14 @@ class Peers:
         except grpc.RpcError as e:
             code = e.code()  # type: ignore[attr-defined]
             metrics.record_forward(province, code)
+            try:
+                status = rpc_status.from_call(e)  # type: ignore[arg-type]
+            except ValueError:  # details that do not match the code: not to be trusted
+                status = None
             raise PeerUnavailable(
                 code if code != grpc.StatusCode.UNKNOWN else grpc.StatusCode.UNAVAILABLE,
                 f"the node of province {province} answered {code.name}: {e.details()}",  # type: ignore[attr-defined]
+                rpc_status.to_status(status) if status is not None else None,
             ) from e
         metrics.record_forward(province, "OK")
         return response

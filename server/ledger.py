@@ -468,6 +468,17 @@ return {flat, refunds}
 # --------------------------------------------------------------------------
 
 
+def check_bill(total_fen: object, account_pay_fen: object, items: object) -> tuple[Item, ...]:
+    """The bill's own rules, which hold whatever the token: a total of at
+    least 1 fen, 0 <= account_pay <= total, and items (if any) adding up to
+    the total. Raises InvalidInput naming the field."""
+    total = _fen(total_fen, "total_fen", minimum=1)
+    pay = _fen(account_pay_fen, "account_pay_fen")
+    if pay > total:
+        raise InvalidInput(f"account_pay_fen: {pay} is more than total_fen {total}")
+    return _items(items, total)
+
+
 def _fen(value: object, name: str, *, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidInput(f"{name}: must be an integer number of fen, got {type(value).__name__}")
@@ -709,13 +720,10 @@ class Ledger:
         order = _text(req.order_id, "order_id")
         cid = _credential_id(req.credential_id)
         region6 = self._insured_region(req.insured_region, optional=False)
-        total = _fen(req.total_fen, "total_fen", minimum=1)
-        pay = _fen(req.account_pay_fen, "account_pay_fen")
-        if pay > total:
-            raise InvalidInput(f"account_pay_fen: {pay} is more than total_fen {total}")
+        items = check_bill(req.total_fen, req.account_pay_fen, req.items)
+        total, pay = req.total_fen, req.account_pay_fen
         now = _now(req.now_ms)
         actor = _text(req.actor, "actor", 256)
-        items = _items(req.items, total)
         digest = req.items_digest
         if not isinstance(digest, str) or (digest and not _HEX64.fullmatch(digest)):
             raise InvalidInput("items_digest: must be 64 hexadecimal digits (SM3 of the items), or empty")

@@ -82,7 +82,7 @@ class SettlementService(settlement_pb2_grpc.SettlementServicer):
         except Denied as e:
             await context.abort_with_status(validation.rich_status(e.code, str(e), "NOT_AUTHORIZED"))
         except PeerUnavailable as e:
-            await context.abort_with_status(validation.rich_status(e.code, str(e), "PEER_UNAVAILABLE"))
+            await context.abort_with_status(e.status or validation.rich_status(e.code, str(e), "PEER_UNAVAILABLE"))
         except (RedisError, OSError) as e:
             metrics.record_redis_error("regional")
             await context.abort_with_status(
@@ -114,6 +114,21 @@ class SettlementService(settlement_pb2_grpc.SettlementServicer):
             raise validation.InvalidArgument("order_id", f"must be 1 to 64 characters, got {len(req.order_id)}")
         if not req.ec_token or len(req.ec_token) > 256:
             raise validation.InvalidArgument("ec_token", "missing or longer than 256 characters")
+        items = lg.check_bill(
+            req.total_fen,
+            req.account_pay_fen,
+            tuple(
+                lg.Item(
+                    item_code=i.item_code,
+                    name=i.name,
+                    quantity_milli=i.quantity_milli,
+                    unit=i.unit,
+                    unit_price_fen=i.unit_price_fen,
+                    amount_fen=i.amount_fen,
+                )
+                for i in req.items
+            ),
+        )
         self._auth.institutions(context, (req.institution_code,))
         now = _now_ms()
         token = tokens.parse(self._token_key, req.ec_token)
@@ -148,17 +163,7 @@ class SettlementService(settlement_pb2_grpc.SettlementServicer):
                 items_digest="",
                 now_ms=now,
                 actor=req.institution_code,
-                items=tuple(
-                    lg.Item(
-                        item_code=i.item_code,
-                        name=i.name,
-                        quantity_milli=i.quantity_milli,
-                        unit=i.unit,
-                        unit_price_fen=i.unit_price_fen,
-                        amount_fen=i.amount_fen,
-                    )
-                    for i in req.items
-                ),
+                items=items,
             ),
             dry_run=dry_run,
         )
