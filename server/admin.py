@@ -60,6 +60,7 @@ def _account_response(account: lg.Account, message: type[Response]) -> Response:
         "per_payment_limit_fen": account.per_payment_limit_fen,
         "daily_limit_fen": account.daily_limit_fen,
         "spent_today_fen": account.spent_today_fen,
+        "insured_region": account.insured_region,
     }
     known = {f.name for f in message.DESCRIPTOR.fields}  # type: ignore[attr-defined]
     return message(**{k: v for k, v in fields.items() if k in known})

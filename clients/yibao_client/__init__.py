@@ -9,6 +9,10 @@
 - Enum helpers (:mod:`yibao_client.enums`): ``"VALID"`` <-> ``OUTCOME_VALID``,
   ``"wechat"`` <-> ``CHANNEL_WECHAT`` = 2, ...
 - :func:`to_dict`: a response as plain JSON-ready values.
+- :func:`parse_yuan` / :func:`format_yuan`: amounts typed in yuan <-> exact
+  int fen (:mod:`yibao_client.money`, also bill lines).
+- :func:`public_key_pem` / :func:`signature_der`: a node key and a receipt
+  signature in the forms OpenSSL reads (:mod:`yibao_client.der`).
 
 The generated messages are in ``yibao.v1`` (``verifier_pb2``, ``settlement_pb2``,
 ``admin_pb2``, ``common_pb2``).
@@ -20,6 +24,7 @@ from ._version import __version__
 from .aio import AsyncClient
 from .client import Client
 from .convert import format_time, timestamp_ms, timestamp_text, to_dict
+from .der import public_key_der, public_key_pem, signature_der
 from .enums import (
     ACCOUNT_STATUSES,
     CHANNELS,
@@ -41,6 +46,7 @@ from .enums import (
     settle_outcome_value,
 )
 from .errors import YibaoError
+from .money import format_yuan, parse_item, parse_yuan
 
 __all__ = [
     "ACCOUNT_STATUSES",
@@ -63,15 +69,21 @@ __all__ = [
     "channel_name",
     "channel_value",
     "format_time",
+    "format_yuan",
     "new_request_id",
     "outcome_name",
     "outcome_value",
+    "parse_item",
+    "parse_yuan",
+    "public_key_der",
+    "public_key_pem",
     "refund_outcome_name",
     "refund_outcome_value",
     "revocation_reason_name",
     "revocation_reason_value",
     "settle_outcome_name",
     "settle_outcome_value",
+    "signature_der",
     "timestamp_ms",
     "timestamp_text",
     "to_dict",

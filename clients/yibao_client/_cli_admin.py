@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from ._cli_common import EXIT_OK, Ctx, hex32, province2
+from ._cli_common import EXIT_OK, Ctx, ProtocolError, hex32, output_file, province2
 from .convert import format_time, to_dict
+from .der import public_key_pem
 from .enums import (
     CHANNEL_WORDS,
     CHANNELS,
@@ -61,6 +62,10 @@ Show a node's receipt-signing SM2 public key (65 bytes, uncompressed) and its
 key id. Settlement and refund receipts are signed by the node of the
 person's insured province; check their signature with that node's key
 (--region, e.g. the settled_region of a settlement).
+
+--pem-out FILE writes the key as a PEM SubjectPublicKeyInfo (SM2 curve), the
+form `openssl dgst -sm3 -verify FILE ...` reads to check a receipt written
+by `yibao settle --receipt-out ... --signature-out ...`.
 """
 
 
@@ -153,13 +158,22 @@ def register(sub: argparse._SubParsersAction, net: argparse.ArgumentParser) -> N
         help="show a node's receipt-signing public key",
         description=NODE_KEY_HELP,
         formatter_class=raw,
-        epilog="examples:\n  yibao node-key\n  yibao node-key --region 11\n",
+        epilog="examples:\n  yibao node-key\n  yibao node-key --region 11\n"
+        "  yibao node-key --region 44 --pem-out node-44.pem\n"
+        "  openssl dgst -sm3 -verify node-44.pem -sigopt distid:1234567812345678 \\\n"
+        "      -signature receipt.sig receipt.bin\n",
     )
     p.add_argument(
         "--region",
         type=province2,
         default=None,
         help="province-level code (two digits) of the node whose key to show (default: the node answering)",
+    )
+    p.add_argument(
+        "--pem-out",
+        type=output_file,
+        metavar="FILE",
+        help="also write the key to FILE as PEM (SubjectPublicKeyInfo, SM2), for openssl",
     )
     p.set_defaults(handler=cmd_node_key, prog=p.prog)
 
@@ -253,8 +267,17 @@ def cmd_trust_list_load(ctx: Ctx, args: argparse.Namespace) -> int:
 def cmd_node_key(ctx: Ctx, args: argparse.Namespace) -> int:
     with ctx.client() as client:
         r = client.get_node_key(args.region or "")
+    if args.pem_out:
+        try:
+            pem = public_key_pem(r.public_key)
+        except ValueError as e:
+            raise ProtocolError(f"the node's public key: {e}") from None
+        ctx.write_file("--pem-out", args.pem_out, pem)
     if ctx.json:
         ctx.emit_json(to_dict(r))
     else:
-        ctx.fields([("region", r.region), ("key_id", r.key_id), ("public_key", r.public_key.hex())])
+        rows = [("region", r.region), ("key_id", r.key_id), ("public_key", r.public_key.hex())]
+        if args.pem_out:
+            rows.append(("pem_out", f"{args.pem_out} (PEM, SubjectPublicKeyInfo, curve SM2)"))
+        ctx.fields(rows)
     return EXIT_OK

@@ -14,10 +14,14 @@ from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
 
 from .client import Client
+from .money import format_yuan, parse_fen, parse_yuan
 
 EXIT_OK = 0
 #: `yibao verify`: the call worked but the outcome is not VALID.
 EXIT_NOT_VALID = 1
+#: The call worked but its business outcome is not a success (not SETTLED,
+#: not REFUNDED, no such account or settlement, ...): the same status 1.
+EXIT_NOT_OK = EXIT_NOT_VALID
 EXIT_USAGE = 2
 EXIT_RPC = 3
 
@@ -93,6 +97,101 @@ def positive_seconds(text: str) -> float:
     return v
 
 
+def yuan(minimum_fen: int = 0) -> Callable[[str], int]:
+    """An amount typed in yuan (``120.00``) -> int fen, exactly (money.parse_yuan)."""
+
+    def parse(text: str) -> int:
+        try:
+            fen = parse_yuan(text, what="the amount")
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        if fen < minimum_fen:
+            raise argparse.ArgumentTypeError(f"must be at least {format_yuan(minimum_fen)} yuan, got {text!r}")
+        return fen
+
+    parse.__name__ = "yuan"
+    return parse
+
+
+def fen(minimum_fen: int = 0) -> Callable[[str], int]:
+    """A whole number of fen (``12000``)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = parse_fen(text, what="the amount")
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        if value < minimum_fen:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum_fen} fen, got {text!r}")
+        return value
+
+    parse.__name__ = "fen"
+    return parse
+
+
+def add_money(
+    p: argparse.ArgumentParser,
+    option: str,
+    *,
+    dest: str,
+    help: str,
+    required: bool = True,
+    minimum_fen: int = 0,
+) -> None:
+    """``--OPTION YUAN`` or ``--OPTION-fen FEN`` (one of them), both stored in
+    ``dest`` as int fen."""
+    g = p.add_mutually_exclusive_group(required=required)
+    g.add_argument(
+        f"--{option}",
+        dest=dest,
+        type=yuan(minimum_fen),
+        metavar="YUAN",
+        help=f"{help}, in yuan (元) with at most two decimals, e.g. 120.00",
+    )
+    g.add_argument(
+        f"--{option}-fen",
+        dest=dest,
+        type=fen(minimum_fen),
+        metavar="FEN",
+        help="the same in fen (分), a whole number, e.g. 12000",
+    )
+
+
+def money_text(amount_fen: int) -> str:
+    """``12000`` -> ``120.00 元 (12000 fen)``."""
+    return f"{format_yuan(amount_fen)} 元 ({amount_fen} fen)"
+
+
+def text_id(what: str, max_chars: int = 64) -> Callable[[str], str]:
+    """An id the caller chooses (order_id, refund_id): 1 to ``max_chars`` characters."""
+
+    def parse(text: str) -> str:
+        if not 1 <= len(text) <= max_chars:
+            raise argparse.ArgumentTypeError(f"{what} must be 1 to {max_chars} characters, got {len(text)}")
+        return text
+
+    parse.__name__ = what
+    return parse
+
+
+def output_file(text: str) -> str:
+    """A file the command will write: checked now, before any call is made,
+    so that a typo cannot lose a receipt after the money moved."""
+    path = os.path.abspath(text)
+    if os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory")
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise argparse.ArgumentTypeError(f"cannot write {text!r}: permission denied")
+    else:
+        parent = os.path.dirname(path)
+        if not os.path.isdir(parent):
+            raise argparse.ArgumentTypeError(f"cannot write {text!r}: no directory {os.path.dirname(text)!r}")
+        if not os.access(parent, os.W_OK):
+            raise argparse.ArgumentTypeError(f"cannot write {text!r}: directory not writable")
+    return text
+
+
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -126,6 +225,15 @@ class Ctx:
 
     def usage(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+    def write_file(self, option: str, path: str, data: bytes | str) -> None:
+        """Write an output file; a failure is a usage error naming ``option``."""
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        try:
+            with open(path, "wb") as f:
+                f.write(raw)
+        except OSError as e:
+            self.usage(f"argument {option}: cannot write {path!r}: {e.strerror}")
 
     def client(self) -> Client:
         a = self.args

@@ -12,6 +12,8 @@ from .enums import account_status_value, channel_value, revocation_reason_value
 
 #: Most requests one VerifyBatch may carry (api.md).
 MAX_BATCH = 1000
+#: Most entries one ReadAudit returns.
+MAX_AUDIT_COUNT = 10_000
 
 #: What verify_batch / verify_stream accept for one code: a VerifyRequest, or
 #: ``(code, institution_code)`` / ``(code, institution_code, request_id)``
@@ -178,3 +180,17 @@ def load_trust_list_request(trust_list_json: str | bytes) -> admin_pb2.LoadTrust
 
 def get_node_key_request(region: str = "") -> admin_pb2.GetNodeKeyRequest:
     return admin_pb2.GetNodeKeyRequest(region=_text("region", region))
+
+
+def read_audit_request(
+    region: str = "", since: str = "", count: int = 100, latest: bool = False
+) -> admin_pb2.ReadAuditRequest:
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise TypeError(f"count must be int, not {type(count).__name__}")
+    if not 1 <= count <= MAX_AUDIT_COUNT:
+        raise ValueError(f"count must be 1 to {MAX_AUDIT_COUNT}, not {count}")
+    if not isinstance(latest, bool):
+        raise TypeError(f"latest must be bool, not {type(latest).__name__}")
+    return admin_pb2.ReadAuditRequest(
+        region=_text("region", region), since=_text("since", since), count=count, latest=latest
+    )

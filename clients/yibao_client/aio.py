@@ -363,6 +363,24 @@ class AsyncClient:
         )
         return response
 
+    async def read_audit(
+        self,
+        region: str = "",
+        since: str = "",
+        count: int = 100,
+        latest: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> admin_pb2.ReadAuditResponse:
+        """See :meth:`yibao_client.Client.read_audit` (a read: safe to retry)."""
+        response: admin_pb2.ReadAuditResponse = await self._unary(
+            "/yibao.v1.Admin/ReadAudit",
+            self.admin_stub.ReadAudit,
+            rq.read_audit_request(region, since, count, latest),
+            timeout,
+        )
+        return response
+
 
 async def _requests_of(
     requests: Iterable[rq.VerifyItem] | AsyncIterable[rq.VerifyItem],

@@ -3,14 +3,16 @@
 ``main(argv)`` returns the exit status:
 
 - 0: success;
-- 1: ``yibao verify`` got an answer whose outcome is not VALID;
+- 1: the call worked but its business outcome is not a success: ``verify``
+  not VALID, ``settle``/``presettle`` not SETTLED, ``refund`` not REFUNDED,
+  no such account or settlement;
 - 2: a mistake in the command line (bad option, unreadable file, ...);
 - 3: the call failed: the gRPC status code and details are printed on one
   line to stderr (with ``--json``, also as ``{"error": {...}}`` on stdout).
 
 Each command lives in a module of its own (``_cli_verify``, ``_cli_admin``,
-``_cli_issuer``) that registers its subparsers; settlement commands will be
-another such module.
+``_cli_account``, ``_cli_settlement``, ``_cli_audit``, ``_cli_issuer``) that
+registers its subparsers.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import IO
 
-from . import _cli_admin, _cli_issuer, _cli_verify
+from . import _cli_account, _cli_admin, _cli_audit, _cli_issuer, _cli_settlement, _cli_verify
 from ._channel import DEFAULT_TARGET, MAX_RETRIES
 from ._cli_common import (
     EXIT_OK,
@@ -46,8 +48,12 @@ yibao: the command line client of a yibao-verify node (医保电子凭证核验�
 
 A hospital or pharmacy system (HIS) checks a scanned medical insurance code
 with `verify`, and gets the person's credential and an ec_token (电子凭证令牌)
-for settlement. `verify-file` checks a file of codes. The admin commands
-revoke credentials, withdraw channel authorisations and load issuer keys.
+for settlement. `verify-file` checks a file of codes. `presettle` and
+`settle` pay a bill from the person's personal account (个人账户) with that
+token, `refund` returns money of a settlement, `settlement show` reads one
+back; amounts are typed in yuan (120.00) and sent as exact integer fen.
+The admin commands open and freeze accounts, revoke credentials, withdraw
+channel authorisations, load issuer keys and read the audit log (`audit`).
 `keygen` and `issue` make demo codes offline, for testing an integration.
 
 Connection: TLS with your client certificate (mTLS) by default; the node
@@ -68,7 +74,8 @@ environment:
 
 exit status:
   0  success
-  1  `verify`: the code was checked and its outcome is not VALID
+  1  the call worked but the outcome is not a success: `verify` not VALID,
+     `settle` not SETTLED, `refund` not REFUNDED, no such account/settlement
   2  a mistake in the command line
   3  the call failed (gRPC status on stderr, e.g. UNAVAILABLE: node down)
 
@@ -76,6 +83,10 @@ examples:
   yibao --insecure verify 'YB1:...' --institution H44030000001
   yibao --target node.example:50051 --ca ca.pem --cert his.pem --key his.key \\
       verify-file scans.txt --institution H44030000001
+  yibao settle --token "$TOKEN" --institution H44030000001 --order-id HIS-0001 \\
+      --total 120.00 --account-pay 100.00 --receipt-out r.bin --signature-out r.sig
+  yibao refund 44000000000000000000000000000001 --refund-id HIS-R-0001 --amount 30.00 \\
+      --institution H44030000001
   yibao keygen --out issuer.key --trust-list trust-list.json
   yibao issue --key issuer.key --credential-id 00112233445566778899AABBCCDDEEFF \\
       --region 440300 --channel wechat --png code.png
@@ -194,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _cli_verify.register(sub, net)
+    _cli_settlement.register(sub, net)
+    _cli_account.register(sub, net)
+    _cli_audit.register(sub, net)
     _cli_admin.register(sub, net)
     _cli_issuer.register(sub, common)
     return parser

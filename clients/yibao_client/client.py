@@ -453,3 +453,29 @@ class Client:
             timeout,
         )
         return response
+
+    def read_audit(
+        self,
+        region: str = "",
+        since: str = "",
+        count: int = 100,
+        latest: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> admin_pb2.ReadAuditResponse:
+        """A page of a province's audit log (审计日志), oldest first.
+
+        ``region``: province-level code, two digits ("" = the node
+        answering). ``since``: an entry id; only entries after it are
+        returned, so pass the last id of one page to read the next (""
+        = from the start). ``count``: at most this many, 1 to 10,000.
+        ``latest``: the last ``count`` entries (after ``since``) instead of
+        the first. A read: safe to retry.
+        """
+        response: admin_pb2.ReadAuditResponse = self._unary(
+            "/yibao.v1.Admin/ReadAudit",
+            self.admin_stub.ReadAudit,
+            rq.read_audit_request(region, since, count, latest),
+            timeout,
+        )
+        return response

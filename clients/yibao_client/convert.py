@@ -11,6 +11,7 @@ scripts rather than for the proto3 JSON mapping:
 - other unset sub-messages as ``None``;
 - ``bytes`` as lower-case hex (receipts, signatures, public keys);
 - ``int64`` amounts in fen as JSON integers (never floats);
+- ``map`` fields (``AuditEntry.detail``) as JSON objects;
 - every other field always present, with its default value when unset.
 """
 
@@ -56,13 +57,24 @@ def to_dict(message: Message) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in message.DESCRIPTOR.fields:
         value = getattr(message, field.name)
-        if field.is_repeated:
+        if _is_map(field):
+            value_field = field.message_type.fields_by_name["value"]
+            out[field.name] = {k: _value(value_field, value[k]) for k in value}
+        elif field.is_repeated:
             out[field.name] = [_value(field, v) for v in value]
         elif field.type == FieldDescriptor.TYPE_MESSAGE and not message.HasField(field.name):
             out[field.name] = None
         else:
             out[field.name] = _value(field, value)
     return out
+
+
+def _is_map(field: FieldDescriptor) -> bool:
+    return (
+        field.type == FieldDescriptor.TYPE_MESSAGE
+        and field.is_repeated
+        and field.message_type.GetOptions().map_entry
+    )
 
 
 def _value(field: FieldDescriptor, value: Any) -> Any:

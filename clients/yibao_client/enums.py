@@ -28,14 +28,17 @@ from yibao.v1 import common_pb2, settlement_pb2, verifier_pb2
 
 __all__ = [
     "ACCOUNT_STATUSES",
+    "ACCOUNT_STATUS_WORDS",
     "CHANNELS",
     "CHANNEL_WORDS",
     "OUTCOMES",
     "OUTCOME_WORDS",
     "REFUND_OUTCOMES",
+    "REFUND_OUTCOME_WORDS",
     "REVOCATION_REASONS",
     "REVOCATION_WORDS",
     "SETTLE_OUTCOMES",
+    "SETTLE_OUTCOME_WORDS",
     "EnumNames",
     "account_status_name",
     "account_status_value",
@@ -161,6 +164,31 @@ REVOCATION_WORDS: Final[dict[str, str]] = {
     "frozen": "冻结",
     "cancelled": "注销",
     "deceased": "死亡",
+}
+
+#: Chinese words for the settle outcomes (结算结果).
+SETTLE_OUTCOME_WORDS: Final[dict[str, str]] = {
+    "SETTLED": "结算成功",
+    "TOKEN_INVALID": "令牌无效",
+    "TOKEN_EXPIRED": "令牌已过期",
+    "ACCOUNT_NOT_FOUND": "个人账户未激活",
+    "ACCOUNT_FROZEN": "账户状态异常/冻结",
+    "INSUFFICIENT_BALANCE": "余额不足",
+    "LIMIT_EXCEEDED": "超出单笔/单日限额",
+    "ORDER_CONFLICT": "订单号冲突",
+}
+#: Chinese words for the refund outcomes (退费结果).
+REFUND_OUTCOME_WORDS: Final[dict[str, str]] = {
+    "REFUNDED": "退费成功",
+    "NOT_FOUND": "结算记录不存在",
+    "EXCEEDS_REMAINING": "超出可退金额",
+    "NOT_PERMITTED": "非本机构结算",
+    "REFUND_CONFLICT": "退费单号冲突",
+}
+#: Chinese words for the account statuses.
+ACCOUNT_STATUS_WORDS: Final[dict[str, str]] = {
+    "active": "正常",
+    "frozen": "冻结",
 }
 
 

@@ -1,7 +1,7 @@
 """A stand-in for the network peer, for the client tests.
 
 ``fake_node`` is a tiny gRPC server on 127.0.0.1 (port 0) implementing the
-Verifier and Admin services with fixed answers. It is a test double of the
+Verifier, Settlement and Admin services with fixed answers. It is a test double of the
 peer, for the client's own behaviour (retries, error wrapping, ordering,
 output), not a model of the real node.
 """
@@ -20,11 +20,23 @@ import pytest
 from google.protobuf import any_pb2, timestamp_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from yibao.v1 import admin_pb2, admin_pb2_grpc, common_pb2, verifier_pb2, verifier_pb2_grpc
+from yibao.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    common_pb2,
+    settlement_pb2,
+    settlement_pb2_grpc,
+    verifier_pb2,
+    verifier_pb2_grpc,
+)
 
 INSTITUTION = "H44030000001"
 CREDENTIAL_ID = "00112233445566778899AABBCCDDEEFF"
 ISSUED_MS = 1_780_000_000_123
+SETTLEMENT_ID = "44" + "0" * 29 + "7"
+#: What the fake's settlements carry as receipt and signature.
+RECEIPT = b"YBR1\x01fake receipt"
+SIGNATURE = bytes([0x80]) + bytes(31) + bytes(range(1, 33))
 
 
 def _ts(ms: int) -> timestamp_pb2.Timestamp:
@@ -93,6 +105,17 @@ class FakeNode:
     #: The client certificate common name of each Verify call (None when plaintext).
     peers: list[str | None] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The audit log ReadAudit pages through (tests append to it).
+    audit: list[admin_pb2.AuditEntry] = field(default_factory=list)
+
+    def add_audit(self, what: str, outcome: str, **detail: str) -> admin_pb2.AuditEntry:
+        with self.lock:
+            ms = ISSUED_MS + len(self.audit)
+            e = admin_pb2.AuditEntry(
+                id=f"{ms}-0", who=INSTITUTION, what=what, when=_ts(ms), outcome=outcome, detail=detail
+            )
+            self.audit.append(e)
+            return e
 
     def record(self, method: str, request: object) -> int:
         with self.lock:
@@ -172,11 +195,148 @@ class _Admin(admin_pb2_grpc.AdminServicer):
             )
         return admin_pb2.LoadTrustListResponse(keys_loaded=len(keys), key_ids=[k["key_id"] for k in keys])
 
+    def OpenAccount(self, request, context):  # noqa: N802
+        self.node.record("OpenAccount", request)
+        return admin_pb2.OpenAccountResponse(
+            credential_id=request.credential_id.upper(),
+            created=True,
+            status=common_pb2.ACCOUNT_STATUS_ACTIVE,
+            balance_fen=request.balance_fen,
+            per_payment_limit_fen=request.per_payment_limit_fen,
+            daily_limit_fen=request.daily_limit_fen,
+        )
+
+    def GetAccount(self, request, context):  # noqa: N802
+        self.node.record("GetAccount", request)
+        if request.credential_id.upper() != CREDENTIAL_ID:
+            return admin_pb2.GetAccountResponse(credential_id=request.credential_id.upper(), found=False)
+        return admin_pb2.GetAccountResponse(
+            credential_id=CREDENTIAL_ID,
+            found=True,
+            status=common_pb2.ACCOUNT_STATUS_ACTIVE,
+            balance_fen=93_000,
+            per_payment_limit_fen=50_000,
+            daily_limit_fen=80_000,
+            spent_today_fen=10_000,
+            insured_region="440300",
+        )
+
+    def SetAccountStatus(self, request, context):  # noqa: N802
+        self.node.record("SetAccountStatus", request)
+        found = request.credential_id.upper() == CREDENTIAL_ID
+        return admin_pb2.SetAccountStatusResponse(
+            credential_id=request.credential_id.upper(), found=found, status=request.status if found else 0
+        )
+
+    def ReadAudit(self, request, context):  # noqa: N802
+        self.node.record("ReadAudit", request)
+        with self.node.lock:
+            entries = list(self.node.audit)
+        if request.since:
+            key = tuple(int(x) for x in request.since.split("-"))
+            entries = [e for e in entries if tuple(int(x) for x in e.id.split("-")) > key]
+        count = request.count or 100
+        entries = entries[-count:] if request.latest else entries[:count]
+        return admin_pb2.ReadAuditResponse(region=request.region or "44", entries=entries)
+
     def GetNodeKey(self, request, context):  # noqa: N802
         self.node.record("GetNodeKey", request)
         return admin_pb2.GetNodeKeyResponse(
             region=request.region or "44", public_key=b"\x04" + bytes(range(64)), key_id="0A0B0C0D"
         )
+
+
+class _Settlement(settlement_pb2_grpc.SettlementServicer):
+    """Token "tok-..." settles; "expired" is TOKEN_EXPIRED; amounts echoed."""
+
+    def __init__(self, node: FakeNode) -> None:
+        self.node = node
+
+    def _answer(self, request, *, dry_run: bool):  # type: ignore[no-untyped-def]
+        r = settlement_pb2.SettleResponse(order_id=request.order_id, settled_region="44")
+        if request.ec_token == "expired":
+            r.outcome = settlement_pb2.SETTLE_OUTCOME_TOKEN_EXPIRED
+            r.detail = "token expired"
+            return r
+        r.outcome = settlement_pb2.SETTLE_OUTCOME_SETTLED
+        r.detail = "ok"
+        r.account_pay_fen = request.account_pay_fen
+        r.cash_pay_fen = request.total_fen - request.account_pay_fen
+        r.balance_after_fen = 100_000 - request.account_pay_fen
+        if not dry_run:
+            r.settlement_id = SETTLEMENT_ID
+            r.settled_at.CopyFrom(_ts(ISSUED_MS))
+            r.receipt = RECEIPT
+            r.receipt_signature = SIGNATURE
+        return r
+
+    def PreSettle(self, request, context):  # noqa: N802
+        self.node.record("PreSettle", request)
+        return self._answer(request, dry_run=True)
+
+    def Settle(self, request, context):  # noqa: N802
+        self.node.record("Settle", request)
+        return self._answer(request, dry_run=False)
+
+    def Refund(self, request, context):  # noqa: N802
+        self.node.record("Refund", request)
+        if request.settlement_id != SETTLEMENT_ID:
+            return settlement_pb2.RefundResponse(
+                outcome=settlement_pb2.REFUND_OUTCOME_NOT_FOUND, refund_id=request.refund_id
+            )
+        return settlement_pb2.RefundResponse(
+            outcome=settlement_pb2.REFUND_OUTCOME_REFUNDED,
+            refund_id=request.refund_id,
+            settlement_id=request.settlement_id,
+            amount_fen=request.amount_fen,
+            balance_after_fen=90_000 + request.amount_fen,
+            remaining_fen=10_000 - request.amount_fen,
+            refunded_at=_ts(ISSUED_MS),
+            receipt=RECEIPT + b"-refund",
+            receipt_signature=SIGNATURE,
+        )
+
+    def GetSettlement(self, request, context):  # noqa: N802
+        self.node.record("GetSettlement", request)
+        if request.settlement_id != SETTLEMENT_ID:
+            return settlement_pb2.GetSettlementResponse(found=False)
+        s = settlement_pb2.SettlementRecord(
+            settlement_id=SETTLEMENT_ID,
+            institution_code=INSTITUTION,
+            order_id="o-1",
+            credential_id=CREDENTIAL_ID,
+            total_fen=12_000,
+            account_pay_fen=10_000,
+            cash_pay_fen=2_000,
+            balance_after_fen=90_000,
+            settled_at=_ts(ISSUED_MS),
+            settled_region="44",
+            items=[
+                settlement_pb2.SettleItem(
+                    item_code="XJ01",
+                    name="阿莫西林胶囊",
+                    quantity_milli=2000,
+                    unit="盒",
+                    unit_price_fen=5000,
+                    amount_fen=10_000,
+                ),
+                settlement_pb2.SettleItem(
+                    name="挂号费", quantity_milli=1000, unit="次", unit_price_fen=2000, amount_fen=2000
+                ),
+            ],
+            refunded_fen=3_000,
+            receipt=RECEIPT,
+            receipt_signature=SIGNATURE,
+        )
+        refund = settlement_pb2.RefundRecord(
+            refund_id="rf-1",
+            amount_fen=3_000,
+            balance_after_fen=93_000,
+            refunded_at=_ts(ISSUED_MS + 1000),
+            receipt=RECEIPT + b"-refund",
+            receipt_signature=SIGNATURE,
+        )
+        return settlement_pb2.GetSettlementResponse(found=True, settlement=s, refunds=[refund])
 
 
 @contextlib.contextmanager
@@ -186,6 +346,7 @@ def running_fake_node(credentials: grpc.ServerCredentials | None = None) -> Iter
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     verifier_pb2_grpc.add_VerifierServicer_to_server(_Verifier(node), server)
     admin_pb2_grpc.add_AdminServicer_to_server(_Admin(node), server)
+    settlement_pb2_grpc.add_SettlementServicer_to_server(_Settlement(node), server)
     if credentials is None:
         port = server.add_insecure_port("127.0.0.1:0")
     else:

@@ -209,3 +209,17 @@ def test_channel_options_fit_a_full_batch() -> None:
         )["grpc.ssl_target_name_override"]
         == "node.example"
     )
+
+
+def test_to_dict_map_fields_and_new_words() -> None:
+    from yibao_client import enums
+
+    e = admin_pb2.AuditEntry(id="1-0", who="H1", what="Settle", outcome="SETTLED", detail={"a": "1", "b": "x y"})
+    d = yc.to_dict(e)
+    assert d == {"id": "1-0", "who": "H1", "what": "Settle", "when": None, "outcome": "SETTLED",
+                 "detail": {"a": "1", "b": "x y"}}  # fmt: skip
+    json.dumps(d)
+    assert yc.to_dict(admin_pb2.ReadAuditResponse(region="44", entries=[e]))["entries"][0]["detail"]["b"] == "x y"
+    assert set(enums.SETTLE_OUTCOME_WORDS) == set(yc.SETTLE_OUTCOMES)
+    assert set(enums.REFUND_OUTCOME_WORDS) == set(yc.REFUND_OUTCOMES)
+    assert set(enums.ACCOUNT_STATUS_WORDS) == set(yc.ACCOUNT_STATUSES)
