@@ -53,9 +53,12 @@ async def follow(store: NationalStore, state: NodeState, trust: TrustListSource,
             if failing:
                 log.warning("national store reachable again")
                 failing = False
-            for event_id, fields in await store.events_since(position, FOLLOW_BLOCK_MS):
+            events = await store.events_since(position, FOLLOW_BLOCK_MS)
+            for event_id, fields in events:
                 await _apply(fields, state, trust)
                 position = event_id
+            if events:
+                metrics.set_revocations_loaded(len(state.mirror))
         except (RedisError, OSError) as e:
             store.failed()
             if not failing:
