@@ -34,9 +34,11 @@ class VerifierService(verifier_pb2_grpc.VerifierServicer):
         except validation.InvalidArgument as e:
             await context.abort_with_status(e.status())
         except Denied as e:
-            await context.abort(e.code, str(e))
+            await context.abort_with_status(validation.rich_status(e.code, str(e), "NOT_AUTHORIZED"))
         except Unavailable as e:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+            await context.abort_with_status(
+                validation.rich_status(grpc.StatusCode.UNAVAILABLE, str(e), "NATIONAL_STORE_STALE")
+            )
         raise AssertionError("abort returns by raising")
 
     async def VerifyBatch(  # noqa: N802
@@ -52,9 +54,11 @@ class VerifierService(verifier_pb2_grpc.VerifierServicer):
         except validation.InvalidArgument as e:
             await context.abort_with_status(e.status())
         except Denied as e:
-            await context.abort(e.code, str(e))
+            await context.abort_with_status(validation.rich_status(e.code, str(e), "NOT_AUTHORIZED"))
         except Unavailable as e:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+            await context.abort_with_status(
+                validation.rich_status(grpc.StatusCode.UNAVAILABLE, str(e), "NATIONAL_STORE_STALE")
+            )
         raise AssertionError("abort returns by raising")
 
     async def VerifyStream(  # noqa: N802
@@ -92,9 +96,11 @@ class VerifierService(verifier_pb2_grpc.VerifierServicer):
                 if bad is not None:
                     await context.abort_with_status(bad.status())
         except Denied as e:
-            await context.abort(e.code, str(e))
+            await context.abort_with_status(validation.rich_status(e.code, str(e), "NOT_AUTHORIZED"))
         except Unavailable as e:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(e))
+            await context.abort_with_status(
+                validation.rich_status(grpc.StatusCode.UNAVAILABLE, str(e), "NATIONAL_STORE_STALE")
+            )
         finally:
             reader.cancel()
 
