@@ -49,8 +49,9 @@ class VerifierService(verifier_pb2_grpc.VerifierServicer):
             for i, req in enumerate(request.requests):
                 validation.verify_request(req, f"requests[{i}].")
             self._auth.institutions(context, {req.institution_code for req in request.requests})
-            responses = await self._engine.verify(request.requests)
-            return verifier_pb2.VerifyBatchResponse(responses=responses)
+            reply = verifier_pb2.VerifyBatchResponse()
+            await self._engine.verify(request.requests, into=reply.responses)
+            return reply
         except validation.InvalidArgument as e:
             await context.abort_with_status(e.status())
         except Denied as e:
