@@ -15,7 +15,9 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
@@ -223,6 +225,21 @@ def replay_key(credential_id: str, nonce: str) -> str:
     return f"{REPLAY_PREFIX}{{{credential_id[0]}}}{credential_id}{nonce}"
 
 
+class HiredisPackedConnection(aioredis.Connection):
+    """A connection that packs commands with hiredis (C) instead of
+    redis-py's Python loop: the replay script of a batch of 500 codes has
+    1,500 arguments, and packing them was a tenth of the node's CPU per code
+    (benchmarks/RESULTS.md). The bytes on the wire are the same."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if any(isinstance(a, (float, memoryview)) for a in args):
+            return super().pack_command(*args)  # encodings hiredis would spell differently
+        first = args[0]
+        if isinstance(first, str) and " " in first:  # "SCRIPT LOAD" is two arguments
+            args = (*first.split(), *args[1:])
+        return [hiredis.pack_command(args)]
+
+
 def client(url: str, *, socket_timeout: float = 1.0) -> aioredis.Redis | RedisCluster:
     # Short timeouts: a dead store must turn into degraded answers fast, not
     # into stalled calls.
@@ -234,7 +251,7 @@ def client(url: str, *, socket_timeout: float = 1.0) -> aioredis.Redis | RedisCl
     # failing with "too many connections" (which would read as the store down).
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=256, timeout=socket_timeout, socket_timeout=socket_timeout, socket_connect_timeout=1.0,
-        health_check_interval=5,
+        health_check_interval=5, connection_class=HiredisPackedConnection,
     )
     return aioredis.Redis(connection_pool=pool)
 
