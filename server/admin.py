@@ -121,6 +121,14 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             )
         raise AssertionError("abort returns by raising")
 
+    async def _change(self, op: str, credential_id: str, arg: str = "") -> bool:
+        """A revocation change: the national store (and its stream) first, so
+        every node gets it, then this node's mirror at once rather than when
+        the stream brings it back. True if the state before was set."""
+        was = await self._store.mutate(op, credential_id, arg)
+        self._state.apply(op, credential_id, arg)
+        return was
+
     async def _regional(self, call: Awaitable[Response]) -> Response:
         try:
             return await call
@@ -141,8 +149,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         async def call(who: str) -> admin_pb2.RevokeResponse:
             cid = validation.credential_id(request.credential_id)
             reason = _reason_name(request.reason)
-            await self._store.mutate("revoke", cid, reason)
-            self._state.mirror.revoke(cid, reason)
+            await self._change("revoke", cid, reason)
             await self._audit(who, "Revoke", "OK", credential_id=cid, reason=reason)
             log.info("revoked %s (%s)", cid, reason)
             resp = admin_pb2.RevokeResponse(credential_id=cid, reason=request.reason)
@@ -154,8 +161,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
     async def Restore(self, request: admin_pb2.RestoreRequest, context: grpc.aio.ServicerContext) -> admin_pb2.RestoreResponse:  # noqa: N802
         async def call(who: str) -> admin_pb2.RestoreResponse:
             cid = validation.credential_id(request.credential_id)
-            was = await self._store.mutate("restore", cid)
-            self._state.mirror.restore(cid)
+            was = await self._change("restore", cid)
             await self._audit(who, "Restore", "OK", credential_id=cid, was_revoked=was)
             log.info("restored %s", cid)
             return admin_pb2.RestoreResponse(credential_id=cid, was_revoked=was)
@@ -168,8 +174,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         async def call(who: str) -> admin_pb2.WithdrawChannelResponse:
             cid = validation.credential_id(request.credential_id)
             channel = _channel(request.channel)
-            was = await self._store.mutate("withdraw", cid, str(channel))
-            self._state.mirror.withdraw_channel(cid, channel)
+            was = await self._change("withdraw", cid, str(channel))
             await self._audit(who, "WithdrawChannel", "OK", credential_id=cid, channel=channel)
             return admin_pb2.WithdrawChannelResponse(credential_id=cid, channel=request.channel, was_withdrawn=was)
 
@@ -181,8 +186,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         async def call(who: str) -> admin_pb2.RestoreChannelResponse:
             cid = validation.credential_id(request.credential_id)
             channel = _channel(request.channel)
-            was = await self._store.mutate("restore_channel", cid, str(channel))
-            self._state.mirror.restore_channel(cid, channel)
+            was = await self._change("restore_channel", cid, str(channel))
             await self._audit(who, "RestoreChannel", "OK", credential_id=cid, channel=channel)
             return admin_pb2.RestoreChannelResponse(credential_id=cid, channel=request.channel, was_withdrawn=was)
 

@@ -69,20 +69,9 @@ async def follow(store: NationalStore, state: NodeState, trust: TrustListSource,
 
 async def _apply(fields: dict[bytes, bytes], state: NodeState, trust: TrustListSource) -> None:
     op = fields[b"op"].decode()
-    cid = fields[b"id"].decode()
-    arg = fields.get(b"arg", b"").decode()
-    mirror = state.mirror
-    if op == "revoke":
-        mirror.revoke(cid, arg)
-    elif op == "restore":
-        mirror.restore(cid)
-    elif op == "withdraw":
-        mirror.withdraw_channel(cid, int(arg))
-    elif op == "restore_channel":
-        mirror.restore_channel(cid, int(arg))
-    elif op == "trust":
+    if op == "trust":
         await trust.on_published()
-    else:
+    elif not state.apply(op, fields[b"id"].decode(), fields.get(b"arg", b"").decode()):
         log.error("unknown event %r in the national stream, ignored", op)
 
 

@@ -17,3 +17,21 @@ class NodeState:
     #: store is away, and a second opinion when it is back.
     local_replay: yibao_core.ReplayGuard = field(default_factory=yibao_core.ReplayGuard)
     trust_list_text: str = ""
+
+    def apply(self, op: str, credential_id: str, arg: str) -> bool:
+        """One revocation event of the national stream on the mirror; False
+        for an op that is not a mirror change. The same events arrive once
+        from the Admin call that made them and again from the stream: each
+        sets a state, so applying twice is harmless."""
+        mirror = self.mirror
+        if op == "revoke":
+            mirror.revoke(credential_id, arg)
+        elif op == "restore":
+            mirror.restore(credential_id)
+        elif op == "withdraw":
+            mirror.withdraw_channel(credential_id, int(arg))
+        elif op == "restore_channel":
+            mirror.restore_channel(credential_id, int(arg))
+        else:
+            return False
+        return True
