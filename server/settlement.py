@@ -132,13 +132,13 @@ class SettlementService(settlement_pb2_grpc.SettlementServicer):
         self._auth.institutions(context, (req.institution_code,))
         now = _now_ms()
         token = tokens.parse(self._token_key, req.ec_token)
-        refused = None
         if token is None or token.institution_code != req.institution_code:
             refused = "TOKEN_INVALID"  # forged, or verified by another institution
         elif token.expires_at_ms <= now:
             refused = "TOKEN_EXPIRED"
-        if refused is not None or token is None:
-            refused = refused or "TOKEN_INVALID"
+        else:
+            refused = ""
+        if token is None or refused:
             if not dry_run:
                 metrics.record_settlement(refused)
                 await audit.append(
