@@ -13,7 +13,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 import yibao_core
+from server import redis_pipe
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,12 @@ class NationalStore:
         # The follower blocks in XREAD, so it has a connection of its own.
         self._follower = client(url, socket_timeout=2.0)
         self._mutate = self.redis.register_script(_MUTATE)
-        self._admit = self.redis.register_script(_ADMIT)
+        # The replay script runs for every batch: on a standalone server it
+        # has a pipelined connection of its own (server/redis_pipe.py).
+        self._pipe = redis_pipe.RedisPipe(url, timeout_s=1.0) if redis_pipe.supports(url) else None
+        self._admit: Callable[..., Awaitable[Any]] = (
+            redis_pipe.Script(self._pipe, _ADMIT) if self._pipe is not None else self.redis.register_script(_ADMIT)
+        )
         self._publish_trust = self.redis.register_script(_PUBLISH_TRUST)
         self._on_error = on_error
         self.last_contact = time.monotonic()
@@ -122,6 +128,8 @@ class NationalStore:
         self._on_error()
 
     async def close(self) -> None:
+        if self._pipe is not None:
+            await self._pipe.aclose()
         await self.redis.aclose()
         await self._follower.aclose()
 
