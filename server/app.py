@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.exceptions import RedisError
 
-from server import metrics, node_key
+from server import metrics, node_key, redis_pipe
 from server.admin import AdminService
 from server.config import Config
 from server.engine import Batcher, VerifyEngine
@@ -122,7 +122,8 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
         options=[("grpc.so_reuseport", 1 if shared_port else 0)],
     )
     authorizer = Authorizer(insecure=cfg.insecure)
-    ledger = Ledger(regional, cfg.region)
+    regional_pipe = redis_pipe.RedisPipe(regional_url) if redis_pipe.supports(regional_url) else None
+    ledger = Ledger(regional, cfg.region, regional_pipe)
     peers = Peers(cfg)
     verifier_pb2_grpc.add_VerifierServicer_to_server(VerifierService(engine, batcher, authorizer), server)
     settlement_pb2_grpc.add_SettlementServicer_to_server(
@@ -187,4 +188,6 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     with suppress(RedisError, OSError):
         await store.close()
         await regional.aclose()
+        if regional_pipe is not None:
+            await regional_pipe.aclose()
     log.info("stopped")

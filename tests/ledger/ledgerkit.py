@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 
 from server.ledger import Ledger
 from server.local import Redis
+from server.redis_pipe import RedisPipe
 
 __all__ = ["Redis", "cid", "dirty", "dump", "flush", "ledger"]
 
@@ -37,15 +38,21 @@ def cid(n: int) -> str:
 
 
 @contextlib.asynccontextmanager
-async def ledger(url: str, region: str = REGION, **client_kw) -> AsyncIterator[Ledger]:
+async def ledger(url: str, region: str = REGION, *, via_pipe: bool = True, **client_kw) -> AsyncIterator[Ledger]:
+    """A Ledger as the node builds one: scripts on a pipelined connection
+    (server/redis_pipe.py), the rest on redis-py; `via_pipe=False` runs the
+    scripts on redis-py too (what a Redis Cluster gets)."""
     # redis-py 8 raises MaxConnectionsError past its pool's default of 100
     # connections instead of waiting; the tests run 200 calls at once.
     client_kw.setdefault("max_connections", 512)
     client = aioredis.Redis.from_url(url, **client_kw)
+    pipe = RedisPipe(url, timeout_s=client_kw.get("socket_timeout") or 5.0) if via_pipe else None
     try:
-        yield Ledger(client, region)
+        yield Ledger(client, region, pipe)
     finally:
         await client.aclose()
+        if pipe is not None:
+            await pipe.aclose()
 
 
 async def dump(r: aioredis.Redis) -> dict[str, object]:

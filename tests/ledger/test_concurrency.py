@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, defaultdict
 
+import pytest
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from ledgerkit import INST, INST2, INSURED, NOW, cid, flush, ledger
@@ -48,9 +49,10 @@ async def refund_records(r) -> list[dict[str, str]]:
     return out
 
 
-def test_200_concurrent_settles_of_one_order_pay_once(redis_url):
+@pytest.mark.parametrize("via_pipe", [True, False], ids=["pipelined", "redis-py"])
+def test_200_concurrent_settles_of_one_order_pay_once(redis_url, via_pipe):
     async def go():
-        async with ledger(redis_url) as led:
+        async with ledger(redis_url, via_pipe=via_pipe) as led:
             a = cid(1)
             await led.open_account(
                 a, balance_fen=10_000, per_payment_limit_fen=10_000, daily_limit_fen=10_000, actor="admin", now_ms=NOW
@@ -78,9 +80,10 @@ def test_200_concurrent_settles_of_one_order_pay_once(redis_url):
     asyncio.run(go())
 
 
-def test_200_concurrent_orders_against_a_balance_for_exactly_50(redis_url):
+@pytest.mark.parametrize("via_pipe", [True, False], ids=["pipelined", "redis-py"])
+def test_200_concurrent_orders_against_a_balance_for_exactly_50(redis_url, via_pipe):
     async def go():
-        async with ledger(redis_url) as led:
+        async with ledger(redis_url, via_pipe=via_pipe) as led:
             a = cid(2)
             pay = 37
             await led.open_account(
