@@ -22,7 +22,8 @@ so in the output if it did not.
 
 ``--quick`` is a smoke run (seconds, small counts): it checks that every
 piece works, its figures mean nothing. ``--workers N`` runs the node with N
-processes.
+processes. ``--event-loop uvloop|asyncio`` picks the event loop of the node
+and of the peers alike (default uvloop, the node's default).
 """
 
 from __future__ import annotations
@@ -91,10 +92,11 @@ class Row:
 class Bench:
     """Redis, a node and the peers for one command, stopped at exit."""
 
-    def __init__(self, workdir: Path, workers: int) -> None:
+    def __init__(self, workdir: Path, workers: int, event_loop: str = "uvloop") -> None:
         self.redis = Redis(workdir / "redis").start()
         self.issuer = Issuer.create(workdir)
-        extra = ["--workers", str(workers)] if workers > 1 else []
+        self.event_loop = event_loop
+        extra = ["--event-loop", event_loop, *(["--workers", str(workers)] if workers > 1 else [])]
         self.node = Node(workdir, self.redis.url, self.issuer.trust_list_path, extra=extra).start()
         self.peers: subprocess.Popen[str] | None = None
         self.peers_target = ""
@@ -104,7 +106,8 @@ class Bench:
         if self.peers is not None:
             return
         self.peers = subprocess.Popen(
-            [sys.executable, str(HERE / "peers.py"), "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True
+            [sys.executable, str(HERE / "peers.py"), "--listen", "127.0.0.1:0", "--event-loop", self.event_loop],
+            stdout=subprocess.PIPE, text=True,
         )
         line = self.peers.stdout.readline()  # type: ignore[union-attr]
         if not line.startswith("listening on "):
@@ -329,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smoke run: seconds, small counts; figures meaningless")
     p.add_argument("--duration", type=float, help="measured seconds per run (default 8; 1.5 with --quick)")
     p.add_argument("--workers", type=int, default=1, help="node processes (--workers of the node)")
+    p.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                   help="event loop of the node and of the peers alike (default %(default)s)")
     p.add_argument("--max-load", type=float, default=0.8, help="wait for a 1-minute load average below this")
     p.add_argument("--wait-quiet", type=float, default=300, help="seconds to wait for it at most (default %(default)s)")
     p.add_argument("--json", type=Path, help="also write every run's figures to this file")
@@ -344,8 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes.append(wait_quiet(a.max_load, a.wait_quiet))
     if a.workers > 1:
         notes.append(f"node with --workers {a.workers}")
+    notes.append(f"event loop of the node and the peers: {a.event_loop}")
     with tempfile.TemporaryDirectory(prefix="yibao-bench-") as tmp:
-        b = Bench(Path(tmp), a.workers)
+        b = Bench(Path(tmp), a.workers, a.event_loop)
         try:
             if a.figure == "sweep":
                 print(f"Machine: {machine.describe()}")

@@ -11,7 +11,10 @@ The answer is a VALID VerifyResponse as the node writes it (credential,
 97-character ec_token, expiry), so it has the size of a real one; only its
 request_id is set per call.
 
-    .venv/bin/python benchmarks/peers.py [--listen 127.0.0.1:0]
+    .venv/bin/python benchmarks/peers.py [--listen 127.0.0.1:0] [--event-loop uvloop|asyncio]
+
+``--event-loop`` as the node's option of that name, so that the node and its
+peer run on the same loop (benchmarks/node.py passes the same to both).
 
 prints ``listening on 127.0.0.1:PORT`` once it serves, and stops on SIGTERM.
 """
@@ -123,10 +126,17 @@ async def serve(listen: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--listen", default="127.0.0.1:0", help="loopback address (default %(default)s: a free port)")
+    parser.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                        help="the asyncio event loop (default %(default)s, as the node's)")
     args = parser.parse_args()
     if not args.listen.startswith("127."):
         parser.error("benchmarks listen on the loopback only")
-    asyncio.run(serve(args.listen))
+    if args.event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(serve(args.listen))
+    else:
+        asyncio.run(serve(args.listen))
 
 
 if __name__ == "__main__":

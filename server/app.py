@@ -158,11 +158,12 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
-        "node for province %s serving on port %d: %d trust keys, %d revoked credentials",
+        "node for province %s serving on port %d: %d trust keys, %d revoked credentials, event loop %s",
         cfg.region,
         port,
         len(trust_list),
         len(mirror),
+        type(asyncio.get_running_loop()).__module__.partition(".")[0],
     )
 
     tasks = [

@@ -9,8 +9,9 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from contextlib import suppress
+from typing import Any
 
 from server import config
 
@@ -18,6 +19,15 @@ from server import config
 def _fail(message: str) -> None:
     print(f"yibao-verify: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
+
+
+def _run(cfg: config.Config, main: Coroutine[Any, Any, None]) -> None:
+    if cfg.event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -35,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         except OSError as e:
             _fail(f"cannot serve metrics on {cfg.metrics_listen}: {e}")
         try:
-            asyncio.run(app.serve(cfg))
+            _run(cfg, app.serve(cfg))
         except StoreUnavailable as e:
             _fail(str(e))
         return
@@ -71,7 +81,7 @@ def _supervise(cfg: config.Config) -> None:
         if pid == 0:
             code = 0
             try:
-                asyncio.run(app.serve(cfg, shared_port=True))
+                _run(cfg, app.serve(cfg, shared_port=True))
             except StoreUnavailable as e:
                 print(f"yibao-verify: {e}", file=sys.stderr, flush=True)
                 code = 2

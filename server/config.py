@@ -15,6 +15,9 @@ PROVINCES = frozenset(
 )
 
 
+EVENT_LOOPS = ("uvloop", "asyncio")
+
+
 @dataclass(frozen=True)
 class Config:
     listen: str = "127.0.0.1:50051"
@@ -34,6 +37,7 @@ class Config:
     token_ttl_s: int = 600
     grace_s: float = 10.0
     node_key: Path | None = None
+    event_loop: str = "uvloop"
 
 
 def _env(name: str) -> str | None:
@@ -142,6 +146,12 @@ def parser() -> argparse.ArgumentParser:
         help="the node's receipt-signing SM2 key, made on first start and kept "
         "(default ~/.local/state/yibao-verify/node-REGION.key); every node of a province shares one",
     )
+    p.add_argument(
+        "--event-loop",
+        choices=EVENT_LOOPS,
+        default=_env("event-loop") or d.event_loop,
+        help="asyncio event loop: uvloop (libuv, less CPU per call) or Python's own asyncio (default %(default)s)",
+    )
     return p
 
 
@@ -166,5 +176,6 @@ def parse(argv: Sequence[str] | None = None) -> Config:
         client_ca=a.client_ca,
         workers=a.workers,
         max_staleness_s=a.max_staleness_s,
+        event_loop=a.event_loop,
         node_key=a.node_key or Path.home() / ".local" / "state" / "yibao-verify" / f"node-{a.region}.key",
     )

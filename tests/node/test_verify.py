@@ -664,3 +664,21 @@ def test_health_and_reflection(vnode):
         health_pb2.HealthCheckResponse.SERVING
     services = set(ProtoReflectionDescriptorDatabase(vnode.channel).get_services())
     assert {"yibao.v1.Verifier", "yibao.v1.Admin", "grpc.health.v1.Health"} <= services, services
+
+
+# --------------------------------------------------------------------------
+# Both event loops the node offers (--event-loop) serve the same answers
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_node_runs_on_either_event_loop(node_factory, node_issuer, loop):
+    node = node_factory.start(extra_args=("--event-loop", loop))
+    assert f"event loop {loop}" in node.log_tail(200)
+    code = node_issuer.code(new_id())
+    first = node.verifier.Verify(req(code), timeout=10)
+    assert oname(first.outcome) == "VALID", first.detail
+    again = node.verifier.Verify(req(code), timeout=10)
+    assert oname(again.outcome) == "REPLAYED"
+    batch = node.verifier.VerifyBatch(
+        verifier_pb2.VerifyBatchRequest(requests=[req(node_issuer.code(new_id())) for _ in range(20)]), timeout=10
+    )
+    assert [oname(r.outcome) for r in batch.responses] == ["VALID"] * 20
