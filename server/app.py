@@ -107,7 +107,7 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
         await regional.ping()
     except (RedisError, OSError) as e:
         raise StoreUnavailable(f"cannot reach the regional store at {regional_url}: {e}") from e
-    private_key, public_key = node_key.load_or_create(cfg.node_key)  # type: ignore[arg-type]
+    signing_key = node_key.signing_key(cfg.node_key)  # type: ignore[arg-type]
     token_key = await store.token_key()
     text, trust_list = await TrustListSource.initial(store, cfg.trust_list)
     mirror, position = await store.load_mirror()
@@ -132,7 +132,7 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
             ledger=ledger,
             peers=peers,
             token_key=token_key,
-            node_private_key=private_key,
+            node_key=signing_key,
             authorizer=authorizer,
         ),
         server,
@@ -146,7 +146,7 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
             authorizer=authorizer,
             ledger=ledger,
             peers=peers,
-            node_public_key=public_key,
+            node_public_key=signing_key.public_key,
         ),
         server,
     )

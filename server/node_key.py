@@ -9,6 +9,9 @@ all of them sign with the same key. An existing file is never overwritten.
 
 Every worker and every node serving the same province must use the same
 file: GetNodeKey gives one key per province.
+
+The node reads the key once at start (signing_key) and signs every receipt
+with the prepared key.
 """
 
 from __future__ import annotations
@@ -66,6 +69,15 @@ def load_or_create(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:
             tmp.unlink(missing_ok=True)
     private = _read(path)
     return private, yibao_core.sm2_public_key(private)
+
+
+def signing_key(path: str | os.PathLike[str]) -> yibao_core.SigningKey:
+    """The key of load_or_create prepared for signing receipts; its
+    public_key is the node's public key."""
+    private, public = load_or_create(path)
+    key = yibao_core.SigningKey(private)
+    assert key.public_key == public
+    return key
 
 
 def key_id(public_key: bytes) -> str:

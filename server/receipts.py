@@ -3,7 +3,9 @@ digest of a bill's items.
 
 A receipt is a byte string in the fixed layout below, signed by the node
 that owns the account with SM2 (SM3, default ID "1234567812345678"); the
-signature is raw r‖s, 64 bytes. Signing is deterministic (RFC 6979 nonces)
+signature is raw r‖s, 64 bytes. The node prepares its key once
+(yibao_core.SigningKey, see node_key.signing_key) and signs each receipt
+with it. Signing is deterministic (RFC 6979 nonces)
 and every field comes from the stored record, so the receipt and signature
 of a settlement are the same bytes every time they are made: a replayed
 Settle, and GetSettlement, return exactly what the first Settle returned (as
@@ -160,25 +162,32 @@ def refund_receipt(refund: Refund) -> bytes:
     return head + rid
 
 
-def sign(node_private_key: bytes, receipt: bytes) -> bytes:
+#: The node's key: prepared (what the node passes), or the 32 raw bytes,
+#: parsed for that one signature. Both give the same signature.
+NodeKey = yibao_core.SigningKey | bytes
+
+
+def sign(node_key: NodeKey, receipt: bytes) -> bytes:
     """SM2 signature (SM3, default ID), raw r‖s, 64 bytes; deterministic."""
-    return yibao_core.sm2_sign(node_private_key, receipt)
+    if isinstance(node_key, yibao_core.SigningKey):
+        return node_key.sign(receipt)
+    return yibao_core.sm2_sign(node_key, receipt)
 
 
 def verify(node_public_key: bytes, receipt: bytes, signature: bytes) -> bool:
     return yibao_core.sm2_verify(node_public_key, receipt, signature)
 
 
-def signed_settlement(node_private_key: bytes, settlement: Settlement) -> tuple[bytes, bytes]:
+def signed_settlement(node_key: NodeKey, settlement: Settlement) -> tuple[bytes, bytes]:
     """(receipt, signature) of a settlement."""
     receipt = settlement_receipt(settlement)
-    return receipt, sign(node_private_key, receipt)
+    return receipt, sign(node_key, receipt)
 
 
-def signed_refund(node_private_key: bytes, refund: Refund) -> tuple[bytes, bytes]:
+def signed_refund(node_key: NodeKey, refund: Refund) -> tuple[bytes, bytes]:
     """(receipt, signature) of a refund."""
     receipt = refund_receipt(refund)
-    return receipt, sign(node_private_key, receipt)
+    return receipt, sign(node_key, receipt)
 
 
 def parse(receipt: bytes) -> dict[str, object]:

@@ -13,6 +13,7 @@ from typing import TypeVar
 import grpc
 from redis.exceptions import RedisError
 
+import yibao_core
 from server import audit
 from server import ledger as lg
 from server import metrics, receipts, tokens, validation
@@ -59,14 +60,14 @@ class SettlementService(settlement_pb2_grpc.SettlementServicer):
         ledger: lg.Ledger,
         peers: Peers,
         token_key: bytes,
-        node_private_key: bytes,
+        node_key: yibao_core.SigningKey,
         authorizer: Authorizer,
     ) -> None:
         self._region = region
         self._ledger = ledger
         self._peers = peers
         self._token_key = token_key
-        self._node_key = node_private_key
+        self._node_key = node_key  # prepared once; signs every receipt
         self._auth = authorizer
 
     async def _answer(self, context: grpc.aio.ServicerContext, call: Callable[[], Awaitable[Response]]) -> Response:

@@ -16,6 +16,7 @@ use crate::outcome::Outcome;
 use crate::replay::{Admission, ReplayGuard as CoreReplayGuard};
 use crate::revocation::{CredentialId, Reason, RevocationSet as CoreRevocationSet};
 use crate::sm::{self, PrivateKey, PublicKey};
+use crate::sm2fast::SigningKey as CoreSigningKey;
 use crate::trust::TrustList as CoreTrustList;
 
 create_exception!(
@@ -96,10 +97,44 @@ fn sm2_public_key(py: Python<'_>, private_key: &[u8]) -> PyResult<Py<PyBytes>> {
     Ok(PyBytes::new(py, key.public_key().sec1()).unbind())
 }
 
+/// The same bytes as `SigningKey(private_key).sign(message)`, which it is:
+/// the key is prepared for this one signature.
 #[pyfunction]
 fn sm2_sign(py: Python<'_>, private_key: &[u8], message: &[u8]) -> PyResult<Py<PyBytes>> {
-    let sig = py.detach(|| PrivateKey::from_bytes(private_key).and_then(|k| k.sign(message)))?;
+    let sig = py.detach(|| CoreSigningKey::from_bytes(private_key).and_then(|k| k.sign(message)))?;
     Ok(PyBytes::new(py, &sig).unbind())
+}
+
+/// An SM2 private key prepared once (SM3, default ID) for signing many
+/// messages: receipts.
+#[pyclass(name = "SigningKey", frozen, module = "yibao_core")]
+struct SigningKey {
+    inner: CoreSigningKey,
+}
+
+#[pymethods]
+impl SigningKey {
+    #[new]
+    fn new(py: Python<'_>, private_key: &[u8]) -> PyResult<Self> {
+        Ok(Self { inner: py.detach(|| CoreSigningKey::from_bytes(private_key))? })
+    }
+
+    #[getter]
+    fn public_key(&self, py: Python<'_>) -> Py<PyBytes> {
+        PyBytes::new(py, self.inner.public_key()).unbind()
+    }
+
+    /// The raw r||s signature (64 bytes) of message; deterministic.
+    // The GIL is released: that measured 45 ns, 0.2% of a signature, and
+    // frees the interpreter for the ~20 µs of curve work.
+    fn sign(&self, py: Python<'_>, message: &[u8]) -> PyResult<Py<PyBytes>> {
+        let sig = py.detach(|| self.inner.sign(message))?;
+        Ok(PyBytes::new(py, &sig).unbind())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<SigningKey key_id={}>", hex::encode_upper(sm::key_id(self.inner.public_key())))
+    }
 }
 
 #[pyfunction]
@@ -468,6 +503,7 @@ fn yibao_core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<RevocationSet>()?;
     m.add_class::<ReplayGuard>()?;
     m.add_class::<CheckResult>()?;
+    m.add_class::<SigningKey>()?;
     m.add_function(wrap_pyfunction!(py_sm3, m)?)?;
     m.add_function(wrap_pyfunction!(sm2_generate_private_key, m)?)?;
     m.add_function(wrap_pyfunction!(sm2_public_key, m)?)?;

@@ -5,6 +5,7 @@
 use sm2::dsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use sm2::dsa::{Signature, SigningKey, VerifyingKey};
 use sm2::elliptic_curve::sec1::ToSec1Point;
+use sm2::NonZeroScalar;
 use sm3::{Digest, Sm3};
 
 use crate::error::CoreError;
@@ -107,7 +108,29 @@ impl PublicKey {
     }
 }
 
-/// A private key for the issuer side (demo, tests, receipts).
+/// The secret scalar of a private key.
+///
+/// # Errors
+/// `InvalidPrivateKey` unless `bytes` is 32 bytes encoding a scalar in
+/// [1, n-2], the range GB/T 32918.1 gives: at n-1, 1 + d has no inverse
+/// and no signature exists.
+pub(crate) fn private_scalar(bytes: &[u8]) -> Result<NonZeroScalar, CoreError> {
+    const N_MINUS_1: [u8; 32] = hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54122");
+    if bytes.len() != 32 {
+        return Err(CoreError::InvalidPrivateKey(format!("expected 32 bytes, got {}", bytes.len())));
+    }
+    // Compared without an early exit, as the key is secret.
+    if bytes.iter().zip(N_MINUS_1).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0 {
+        return Err(CoreError::InvalidPrivateKey("the scalar is n-1, outside [1, n-2]".into()));
+    }
+    NonZeroScalar::try_from(bytes).map_err(|_| {
+        CoreError::InvalidPrivateKey("the scalar is 0 or not below the group order n, outside [1, n-2]".into())
+    })
+}
+
+/// A private key for the issuer side (demo, tests), on RustCrypto: the
+/// reference. Receipts are signed with `sm2fast::SigningKey`, which gives
+/// the same bytes.
 pub struct PrivateKey {
     signing: SigningKey,
     public: PublicKey,
@@ -116,19 +139,10 @@ pub struct PrivateKey {
 impl PrivateKey {
     /// # Errors
     /// `InvalidPrivateKey` unless `bytes` is 32 bytes encoding a scalar in
-    /// [1, n-2], the range GB/T 32918.1 gives: at n-1, 1 + d has no inverse
-    /// and no signature exists.
+    /// [1, n-2] (see `private_scalar`).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CoreError> {
-        const N_MINUS_1: [u8; 32] = hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54122");
-        if bytes.len() != 32 {
-            return Err(CoreError::InvalidPrivateKey(format!("expected 32 bytes, got {}", bytes.len())));
-        }
-        if bytes == N_MINUS_1 {
-            return Err(CoreError::InvalidPrivateKey("the scalar is n-1, outside [1, n-2]".into()));
-        }
-        let signing = SigningKey::from_slice(DEFAULT_ID, bytes).map_err(|_| {
-            CoreError::InvalidPrivateKey("the scalar is 0 or not below the group order n, outside [1, n-2]".into())
-        })?;
+        let signing = SigningKey::from_nonzero_scalar(DEFAULT_ID, private_scalar(bytes)?)
+            .map_err(|_| CoreError::InvalidPrivateKey("the default ID was refused".into()))?;
         let point = signing.verifying_key().as_affine().to_sec1_point(false);
         let public = PublicKey::from_sec1(point.as_bytes())?;
         Ok(Self { signing, public })

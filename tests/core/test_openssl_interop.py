@@ -154,6 +154,21 @@ def test_core_signs_openssl_verifies(ossl, ref):
     assert failed == [], f"OpenSSL refused core signatures for messages {failed}"
 
 
+def test_signing_key_signs_openssl_verifies(ossl, ref):
+    """The prepared signer (receipts): OpenSSL's key gives OpenSSL's public
+    key, its signatures are sm2_sign's bytes, and OpenSSL verifies them all."""
+    key = yibao_core.SigningKey(ossl.priv)
+    assert key.public_key == ossl.pub
+    msgs = _messages(3)
+    sigs = [key.sign(m) for m in msgs]
+    assert sigs == [yibao_core.sm2_sign(ossl.priv, m) for m in msgs]
+    with ThreadPoolExecutor(WORKERS) as pool:
+        procs = list(pool.map(lambda a: ossl.verify("sk", a[0], a[1][0], ref.raw_to_der(a[1][1])), enumerate(zip(msgs, sigs))))
+    failed = [i for i, p in enumerate(procs) if not _verified(p)]
+    assert failed == [], f"OpenSSL refused SigningKey signatures for messages {failed}"
+    assert not _verified(ossl.verify("sk-neg", 0, msgs[5] + b"!", ref.raw_to_der(sigs[5])))
+
+
 def test_openssl_refuses_a_bad_core_signature(ossl, ref):
     """Negative control for the harness: OpenSSL must say no to a changed
     message, and to the right signature under another ID."""

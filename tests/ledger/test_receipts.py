@@ -251,6 +251,25 @@ def test_node_key_is_made_once_kept_0600_and_reloaded(tmp_path):
     assert not [p for p in path.parent.iterdir() if p.name != "node.key"]  # no temporary file left
 
 
+def test_node_signing_key_signs_the_same_receipt_bytes(tmp_path):
+    """The node prepares its key once (node_key.signing_key); receipts signed
+    with it are the bytes signed from the raw key, and OpenSSL verifies them."""
+    from server.ledger import Refund, Settlement
+
+    path = tmp_path / "node.key"
+    private, public = node_key.load_or_create(path)
+    key = node_key.signing_key(path)
+    assert isinstance(key, yibao_core.SigningKey) and key.public_key == public
+    s = Settlement("44" + "0" * 30, INST, "处方-7", A, INSURED, 3000, 2200, 800, 97_800, NOW, "44", "ab" * 32)
+    f = Refund("退-1", "44" + "0" * 30, INST, A, 700, 98_500, 1500, NOW + 5, "44")
+    for signed, made in ((receipts.signed_settlement, s), (receipts.signed_refund, f)):
+        receipt, sig = signed(key, made)
+        assert (receipt, sig) == signed(private, made)
+        assert receipts.sign(key, receipt) == sig == yibao_core.sm2_sign(private, receipt)
+        proc = openssl_verify(tmp_path, public, receipt, sig)
+        assert proc.returncode == 0 and "Verified OK" in proc.stdout, proc.stdout + proc.stderr
+
+
 def test_node_key_workers_starting_together_share_one_key(tmp_path):
     path = tmp_path / "k" / "node.key"
     results, errors = [], []

@@ -65,7 +65,6 @@ pub(crate) fn from_be_bytes(bytes: &[u8; 32]) -> [u64; 4] {
 }
 
 /// Little-endian limbs to big-endian bytes.
-#[cfg(test)]
 pub(crate) fn to_be_bytes(v: &[u64; 4]) -> [u8; 32] {
     let mut out = [0u8; 32];
     for (chunk, limb) in out.rchunks_exact_mut(8).zip(v) {

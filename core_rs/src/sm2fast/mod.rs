@@ -1,16 +1,23 @@
-//! Fast SM2 signature verification (GB/T 32918.2) specialised to sm2p256v1.
+//! Fast SM2 signature verification and signing (GB/T 32918.2) specialised
+//! to sm2p256v1.
 //!
 //! Each trusted public key gets its own fixed-base table (`PreparedKey`), and
 //! the generator's table is built once per process, so s·G + t·P_A costs at
 //! most 66 mixed additions and no doublings. All inputs of verification are
-//! public, so the arithmetic is variable-time.
+//! public, so the point arithmetic there is variable-time.
+//!
+//! `SigningKey` signs with the same G table but in constant time (the
+//! scalars are secret): see `sign.rs`.
 
 mod field;
 mod limbs;
 mod point;
 mod scalar;
+mod sign;
 mod table;
 
+#[cfg(test)]
+mod sign_tests;
 #[cfg(test)]
 mod tests;
 
@@ -21,6 +28,8 @@ use field::Fe;
 use point::{Affine, Jacobian};
 use scalar::Scalar;
 use table::FixedBaseTable;
+
+pub use sign::SigningKey;
 
 /// A validated SM2 public key with its precomputed multiples (about 256 KiB).
 pub struct PreparedKey {

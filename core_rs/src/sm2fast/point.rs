@@ -1,10 +1,17 @@
 //! Points of sm2p256v1, y² = x³ − 3x + b over GF(p): affine points for the
-//! precomputed tables, Jacobian points (x = X/Z², y = Y/Z³) for accumulating.
+//! precomputed tables, Jacobian points (x = X/Z², y = Y/Z³) for accumulating
+//! public multiples (verification), and homogeneous projective points
+//! (x = X/Z, y = Y/Z) with complete, branch-free addition for secret
+//! multiples (signing).
 
 use super::field::Fe;
 
 /// Curve coefficient b, little-endian limbs.
 const B: [u64; 4] = [0xddbc_bd41_4d94_0e93, 0xf397_89f5_15ab_8f92, 0x4d5a_9e4b_cf65_09a7, 0x28e9_fa9e_9d9f_5e34];
+
+/// b in Montgomery form (b·2^256 mod p), raw limbs; checked against `B` in the tests.
+const B_MONTGOMERY: [u64; 4] =
+    [0x90d2_3063_2bc0_dd42, 0x71cf_379a_e9b5_37ab, 0x5279_8150_5ea5_1c3c, 0x240f_e188_ba20_e2c8];
 
 /// The base point G.
 const GX: [u64; 4] = [0x715a_4589_334c_74c7, 0x8fe3_0bbf_f266_0be1, 0x5f99_0446_6a39_c994, 0x32c4_ae2c_1f19_8119];
@@ -42,7 +49,26 @@ impl Affine {
         Affine { x: self.x, y: self.y.neg() }
     }
 
-    #[cfg(test)]
+    /// Raw limbs (x then y, Montgomery form), for constant-time table scans.
+    #[inline(always)]
+    pub(crate) fn raw(&self) -> [u64; 8] {
+        let (x, y) = (self.x.raw(), self.y.raw());
+        [x[0], x[1], x[2], x[3], y[0], y[1], y[2], y[3]]
+    }
+
+    /// Inverse of `raw`; all zeros gives (0, 0), which is not a curve point
+    /// and which callers must discard.
+    #[inline(always)]
+    pub(crate) fn from_raw(l: [u64; 8]) -> Affine {
+        Affine { x: Fe::from_raw([l[0], l[1], l[2], l[3]]), y: Fe::from_raw([l[4], l[5], l[6], l[7]]) }
+    }
+
+    /// −self where `mask` is all ones, self where it is zero; no branch.
+    #[inline(always)]
+    pub(crate) fn negate_if(&self, mask: u64) -> Affine {
+        Affine { x: self.x, y: Fe::select(&self.y, &self.y.neg(), mask) }
+    }
+
     pub(crate) fn to_sec1_uncompressed(self) -> [u8; 65] {
         let mut out = [0u8; 65];
         out[0] = 4;
@@ -131,6 +157,69 @@ impl Jacobian {
     }
 }
 
+/// A point in homogeneous projective coordinates (x = X/Z, y = Y/Z), the
+/// identity being (0 : 1 : 0). Used only for secret scalars: its addition is
+/// complete (no exceptional inputs, so no branches) and every operation
+/// takes the same time whatever the point.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Projective {
+    x: Fe,
+    y: Fe,
+    z: Fe,
+}
+
+impl Projective {
+    pub(crate) fn identity() -> Projective {
+        Projective { x: Fe::ZERO, y: Fe::one(), z: Fe::ZERO }
+    }
+
+    /// self + q for a finite affine q on the curve, any self including the
+    /// identity, q and −q: the complete mixed addition for a = −3 of
+    /// Renes, Costello and Batina, "Complete addition formulas for prime
+    /// order elliptic curves" (EUROCRYPT 2016), algorithm 5, 11M + 2 by b,
+    /// transcribed as in RustCrypto's primeorder.
+    pub(crate) fn add_affine_complete(&self, q: &Affine) -> Projective {
+        let b = Fe::from_raw(B_MONTGOMERY);
+        let (x1, y1, z1) = (&self.x, &self.y, &self.z);
+        let xx = x1.mul(&q.x);
+        let yy = y1.mul(&q.y);
+        let xy_pairs = x1.add(y1).mul(&q.x.add(&q.y)).sub(&xx.add(&yy));
+        let yz_pairs = q.y.mul(z1).add(y1);
+        let xz_pairs = q.x.mul(z1).add(x1);
+        let bz_part = xz_pairs.sub(&b.mul(z1));
+        let bz3_part = bz_part.double().add(&bz_part);
+        let yy_m_bzz3 = yy.sub(&bz3_part);
+        let yy_p_bzz3 = yy.add(&bz3_part);
+        let z3 = z1.double().add(z1);
+        let bxz_part = b.mul(&xz_pairs).sub(&z3.add(&xx));
+        let bxz3_part = bxz_part.double().add(&bxz_part);
+        let xx3_m_zz3 = xx.double().add(&xx).sub(&z3);
+        Projective {
+            x: yy_p_bzz3.mul(&xy_pairs).sub(&yz_pairs.mul(&bxz3_part)),
+            y: yy_p_bzz3.mul(&yy_m_bzz3).add(&xx3_m_zz3.mul(&bxz3_part)),
+            z: yy_m_bzz3.mul(&yz_pairs).add(&xy_pairs.mul(&xx3_m_zz3)),
+        }
+    }
+
+    /// `b` where `mask` is all ones, `a` where it is zero; no branch.
+    #[inline(always)]
+    pub(crate) fn select(a: &Projective, b: &Projective, mask: u64) -> Projective {
+        Projective { x: Fe::select(&a.x, &b.x, mask), y: Fe::select(&a.y, &b.y, mask), z: Fe::select(&a.z, &b.z, mask) }
+    }
+
+    /// The affine point, by one constant-time inversion; the identity comes
+    /// out as (0, 0), which is not on the curve.
+    pub(crate) fn to_affine(self) -> Affine {
+        let z_inv = self.z.invert();
+        Affine { x: self.x.mul(&z_inv), y: self.y.mul(&z_inv) }
+    }
+
+    /// The affine x-coordinate only (0 for the identity).
+    pub(crate) fn affine_x(self) -> Fe {
+        self.x.mul(&self.z.invert())
+    }
+}
+
 /// Converts to affine with a single inversion (Montgomery's trick).
 /// Callers pass finite points only; infinity would come out as (0, 0).
 pub(crate) fn batch_to_affine(points: &[Jacobian]) -> Vec<Affine> {
@@ -161,6 +250,40 @@ mod tests {
 
     fn reference_sec1(p: ProjectivePoint) -> Vec<u8> {
         AffinePoint::from(p).to_sec1_point(false).as_bytes().to_vec()
+    }
+
+    #[test]
+    fn b_in_montgomery_form() {
+        assert_eq!(Fe::from_raw(B_MONTGOMERY), Fe::from_limbs_mod_p(B));
+    }
+
+    #[test]
+    fn complete_addition_matches_reference_including_the_exceptional_cases() {
+        let g = Affine::generator();
+        let ref_g = ProjectivePoint::generator();
+        let mut acc = Projective::identity();
+        let mut r = ProjectivePoint::identity();
+        for i in 1..=40u64 {
+            acc = acc.add_affine_complete(&g);
+            r += ref_g;
+            assert_eq!(acc.to_affine().to_sec1_uncompressed().to_vec(), reference_sec1(r), "{i}·G");
+            let x = acc.affine_x();
+            assert_eq!(x, acc.to_affine().x);
+        }
+        // P + P (doubling), P + (−P) (identity), O + P.
+        let two_g = Projective::identity().add_affine_complete(&g).add_affine_complete(&g);
+        assert_eq!(two_g.to_affine().to_sec1_uncompressed().to_vec(), reference_sec1(ref_g.double()));
+        let zero = Projective::identity().add_affine_complete(&g).add_affine_complete(&g.neg());
+        assert!(zero.z.is_zero() && !zero.y.is_zero());
+        assert_eq!(zero.to_affine(), Affine { x: Fe::ZERO, y: Fe::ZERO });
+        let back = zero.add_affine_complete(&g);
+        assert_eq!(back.to_affine(), g);
+        assert_eq!(g.negate_if(u64::MAX), g.neg());
+        assert_eq!(g.negate_if(0), g);
+        assert_eq!(Affine::from_raw(g.raw()), g);
+        let (a, b) = (Projective::identity(), Projective::identity().add_affine_complete(&g));
+        assert_eq!(Projective::select(&a, &b, u64::MAX).to_affine(), g);
+        assert!(Projective::select(&a, &b, 0).z.is_zero());
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Integers modulo the group order n. Verification needs only range checks,
 //! addition, subtraction and digit recoding here, never a multiplication.
+//! (Signing does its few products mod n with `sm2::Scalar`, fiat-crypto's
+//! constant-time arithmetic; it needs only `signed_digits_ct` from here.)
 
 use super::limbs;
 
@@ -71,6 +73,23 @@ impl Scalar {
     }
 }
 
+/// The digits of `Scalar::signed_digits` for a secret value below n, with
+/// no branch or table index that depends on it: the carry is the sign bit
+/// of 128 − v rather than a comparison.
+pub(crate) fn signed_digits_ct(value: &[u64; 4]) -> [i16; DIGITS] {
+    let mut digits = [0i16; DIGITS];
+    let mut carry = 0i16;
+    for (i, digit) in digits.iter_mut().take(DIGITS - 1).enumerate() {
+        // Wrapping operations (none can wrap) so that no overflow check
+        // branches on the value either.
+        let v = (((value[i / 8] >> (8 * (i % 8))) & 0xff) as i16).wrapping_add(carry); // 0..=256
+        carry = (128i16.wrapping_sub(v) >> 15) & 1; // 1 iff v > 128
+        *digit = v.wrapping_sub(carry << 8);
+    }
+    digits[DIGITS - 1] = carry;
+    digits
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +141,7 @@ mod tests {
         fn signed_digits_recompose(a in any::<[u8; 32]>()) {
             let s = Scalar::reduce_be_bytes(&a);
             let digits = s.signed_digits();
+            prop_assert_eq!(signed_digits_ct(&s.limbs()), digits);
             // Horner's rule in 512 bits, most significant digit first, so the
             // carry digit's weight 2^256 is not lost to wrapping.
             let mut acc = U512::ZERO;
