@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 import yibao_core  # noqa: E402
 from server import tokens  # noqa: E402
+from server.gc_settings import quiet_collector  # noqa: E402
 from yibao.v1 import verifier_pb2  # noqa: E402
 
 SERVICE = "yibao.bench.Peers"
@@ -113,6 +114,7 @@ async def serve(listen: str) -> None:
     server.add_generic_rpc_handlers((handlers(sample_response()),))
     port = server.add_insecure_port(listen)
     await server.start()
+    quiet_collector()  # as the node does, so the comparison is like for like
     host = listen.rpartition(":")[0]
     print(f"listening on {host}:{port}", flush=True)
     stop = asyncio.Event()

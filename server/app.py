@@ -23,6 +23,7 @@ from server.engine import Batcher, VerifyEngine
 from server.identity import Authorizer
 from server.interceptor import MetricsInterceptor
 from server.forward import Peers
+from server.gc_settings import quiet_collector
 from server.ledger import Ledger
 from server.national import NationalStore, StoreUnavailable, client
 from server.settlement import SettlementService
@@ -166,6 +167,7 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
         type(asyncio.get_running_loop()).__module__.partition(".")[0],
     )
 
+    quiet_collector()
     tasks = [
         asyncio.create_task(follow(store, state, trust, position)),
         asyncio.create_task(trust.watch_file()),
