@@ -599,6 +599,25 @@ def _settlement(h: dict[str, str], refunds: tuple[Refund, ...] = ()) -> Settleme
     )
 
 
+def _new_settlement(req: SettleInput, h: dict[str, str]) -> Settlement:
+    """The record the settle script has just written for `req` (checked)."""
+    return Settlement(
+        settlement_id=h["settlement_id"],
+        institution_code=req.institution_code,
+        order_id=req.order_id,
+        credential_id=req.credential_id,
+        insured_region=req.insured_region,
+        total_fen=req.total_fen,
+        account_pay_fen=req.account_pay_fen,
+        cash_pay_fen=req.total_fen - req.account_pay_fen,
+        balance_after_fen=int(h["balance_after_fen"]),
+        settled_at_ms=req.now_ms,
+        settled_region=h["settled_region"],
+        items_digest=req.items_digest,
+        items=req.items,
+    )
+
+
 def _refund(h: dict[str, str]) -> Refund:
     return Refund(
         refund_id=h["refund_id"],
@@ -808,7 +827,10 @@ class Ledger:
         )
         pay, cash = req.account_pay_fen, req.total_fen - req.account_pay_fen
         if outcome == SETTLED and not dry_run:
-            s = _settlement(_hash(flat))
+            h = _hash(flat)
+            # A new settlement's record is what was just sent, plus the id and
+            # balance the script made: no need to decode the items back.
+            s = _settlement(h) if replayed else _new_settlement(req, h)
             detail = (
                 f"已结算 settled: account pays {_yuan(s.account_pay_fen)} yuan, cash {_yuan(s.cash_pay_fen)} "
                 f"yuan, balance {_yuan(s.balance_after_fen)} yuan"

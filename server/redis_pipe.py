@@ -3,10 +3,12 @@ command, the replay script of each batch.
 
 redis-py spends some 150 µs of the event loop per command (pool checkout,
 locks, timeouts, response callbacks) — under unary Verify, where batches are
-a few codes, a tenth of the node's CPU. Here a command is packed by hiredis,
-written at once without waiting for earlier replies, and answered from a
-FIFO of futures as hiredis parses the replies in order; one timer per
-connection enforces the timeout. What it does not do: Cluster, TLS, RESP3,
+a few codes, a tenth of the node's CPU. Here a command is packed by hiredis
+and written without waiting for earlier replies; the commands issued during
+one turn of the event loop go out in one write (a write to a loopback
+socket, which wakes Redis, costs tens of µs on a VM, so concurrent Settles
+share it); replies are matched to a FIFO of futures as hiredis parses them
+in order; one timer per connection enforces the timeout. What it does not do: Cluster, TLS, RESP3,
 pub/sub. ``NationalStore`` uses it for redis:// and unix:// URLs and keeps
 redis-py for everything else.
 
@@ -89,6 +91,9 @@ class RedisPipe:
         # (future, monotonic time sent) per command in flight, oldest first.
         self._pending: deque[tuple[asyncio.Future[Any], float]] = deque()
         self._timer: asyncio.TimerHandle | None = None
+        # Packed commands not written yet, and whether a write is scheduled.
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
 
     async def execute(self, *args: Any) -> Any:
         """Send one command and return its reply."""
@@ -103,10 +108,19 @@ class RedisPipe:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((fut, time.monotonic()))
-        transport.write(hiredis.pack_command(args))
+        self._out.append(hiredis.pack_command(args))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
         if self._timer is None:
             self._timer = loop.call_later(self._timeout_s, self._check_late)
         return fut
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._transport is not None and self._out:
+            self._transport.write(b"".join(self._out))
+        self._out.clear()
 
     async def _connect(self) -> None:
         if self._connecting is not None:
@@ -153,6 +167,7 @@ class RedisPipe:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._out.clear()
         pending, self._pending = self._pending, deque()
         for fut, _ in pending:
             if not fut.done():

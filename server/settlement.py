@@ -23,6 +23,9 @@ from yibao.v1 import settlement_pb2, settlement_pb2_grpc
 
 Response = TypeVar("Response")
 _SETTLEMENT_ID = re.compile(r"[0-9A-Fa-f]{32}")
+_SETTLE_OUTCOME = {
+    name.removeprefix("SETTLE_OUTCOME_"): value for name, value in settlement_pb2.SettleOutcome.items()
+}
 _SETTLE_DETAIL = {
     "SETTLED": "结算成功 / Settled.",
     "TOKEN_INVALID": "电子凭证令牌无效，请重新扫码 / The token is not valid here; scan the code again.",
@@ -187,7 +190,7 @@ class SettlementService(settlement_pb2_grpc.SettlementServicer):
     @staticmethod
     def _settle_response(outcome: str, order_id: str) -> settlement_pb2.SettleResponse:
         return settlement_pb2.SettleResponse(
-            outcome=settlement_pb2.SettleOutcome.Value("SETTLE_OUTCOME_" + outcome),
+            outcome=_SETTLE_OUTCOME[outcome],
             detail=_SETTLE_DETAIL[outcome],
             order_id=order_id,
         )

@@ -305,3 +305,26 @@ def test_node_key_refuses_a_bad_or_open_file(tmp_path):
     path.chmod(0o644)
     with pytest.raises(PermissionError, match="chmod 600"):
         node_key.load_or_create(path)
+
+
+def test_a_new_settlement_is_the_record_read_back(redis_url):
+    """settle() builds a new settlement's record from what it sent; it must
+    be the record Redis holds, field for field, items included."""
+
+    async def go():
+        async with ledger(redis_url) as led:
+            a = cid(77)
+            await led.open_account(
+                a, balance_fen=10_000, per_payment_limit_fen=10_000, daily_limit_fen=10_000, actor="admin", now_ms=NOW,
+                insured_region=INSURED,
+            )
+            first = await led.settle(SettleInput(INST, "读回-1", a.lower(), INSURED, 3000, 2200, "", NOW, INST, ITEMS),
+                                     dry_run=False)
+            retry = await led.settle(SettleInput(INST, "读回-1", a, INSURED, 3000, 2200, "", NOW + 9, INST, ITEMS),
+                                     dry_run=False)
+            return first, retry, await led.get_settlement(first.settlement_id)
+
+    first, retry, got = asyncio.run(go())
+    assert first.outcome == "SETTLED" and not first.replayed and retry.replayed
+    assert got == first.settlement == retry.settlement
+    assert got.items == ITEMS and got.credential_id == cid(77)
