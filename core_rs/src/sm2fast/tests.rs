@@ -3,6 +3,7 @@
 
 use super::*;
 use proptest::prelude::*;
+use proptest::test_runner::{RngSeed, TestRunner};
 use sm2::dsa::signature::hazmat::{PrehashSigner, PrehashVerifier};
 use sm2::dsa::signature::Verifier;
 use sm2::dsa::{Signature, SigningKey, VerifyingKey};
@@ -11,7 +12,10 @@ use sm2::elliptic_curve::sec1::ToSec1Point;
 use sm2::elliptic_curve::Group;
 use sm2::{AffinePoint, ProjectivePoint};
 use sm3::{Digest, Sm3};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
+use std::time::Instant;
 
 const DISTID: &str = "1234567812345678";
 const N_BE: [u8; 32] = hex32("FFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123");
@@ -93,6 +97,41 @@ enum Corruption {
     FlipE(usize),
     OtherKey(usize),
     Replace([u8; 32], [u8; 32]),
+    /// r, s or both (0, 1, 2) set to one of `edge_values()`.
+    Edge(u8, usize),
+    /// s = n − r, so that t = (r + s) mod n = 0.
+    SumIsN,
+}
+
+impl Corruption {
+    /// The name a tally counts this kind of corruption under.
+    fn kind(&self) -> &'static str {
+        match self {
+            Corruption::FlipR(_) => "bit flip in r",
+            Corruption::FlipS(_) => "bit flip in s",
+            Corruption::FlipE(_) => "bit flip in e (other message)",
+            Corruption::OtherKey(_) => "other key's public key",
+            Corruption::Replace(..) => "random (r, s)",
+            Corruption::Edge(0, _) => "r at a range edge",
+            Corruption::Edge(1, _) => "s at a range edge",
+            Corruption::Edge(..) => "r and s at a range edge",
+            Corruption::SumIsN => "r + s = n",
+        }
+    }
+}
+
+/// Values at and past both ends of [1, n−1]: 0, 1, n−1, n, n+1, p, 2^255, 2^256−1.
+fn edge_values() -> [[u8; 32]; 8] {
+    [
+        [0; 32],
+        small(1),
+        be_sub(&N_BE, &small(1)),
+        N_BE,
+        be_add(&N_BE, &small(1)),
+        P_BE,
+        hex32("8000000000000000000000000000000000000000000000000000000000000000"),
+        [0xff; 32],
+    ]
 }
 
 fn corruption() -> impl Strategy<Value = Corruption> {
@@ -102,7 +141,35 @@ fn corruption() -> impl Strategy<Value = Corruption> {
         (0usize..256).prop_map(Corruption::FlipE),
         (1usize..4).prop_map(Corruption::OtherKey),
         any::<([u8; 32], [u8; 32])>().prop_map(|(r, s)| Corruption::Replace(r, s)),
+        (0u8..3, 0usize..8).prop_map(|(part, value)| Corruption::Edge(part, value)),
+        Just(Corruption::SumIsN),
     ]
+}
+
+/// The key and triple that `corruption` makes of the valid (e, r, s) by
+/// `key`; `other(offset)` is the key an `OtherKey(offset)` swaps in.
+fn corrupt<'a>(
+    corruption: &Corruption,
+    key: &'a TestKey,
+    other: impl Fn(usize) -> &'a TestKey,
+    (e, r, s): ([u8; 32], [u8; 32], [u8; 32]),
+) -> (&'a TestKey, [u8; 32], [u8; 32], [u8; 32]) {
+    match *corruption {
+        Corruption::FlipR(bit) => (key, e, flip(r, bit), s),
+        Corruption::FlipS(bit) => (key, e, r, flip(s, bit)),
+        Corruption::FlipE(bit) => (key, flip(e, bit), r, s),
+        Corruption::OtherKey(offset) => (other(offset), e, r, s),
+        Corruption::Replace(r_new, s_new) => (key, e, r_new, s_new),
+        Corruption::Edge(part, value) => {
+            let v = edge_values()[value % 8];
+            match part {
+                0 => (key, e, v, s),
+                1 => (key, e, r, v),
+                _ => (key, e, v, v),
+            }
+        }
+        Corruption::SumIsN => (key, e, r, be_sub(&N_BE, &r)),
+    }
 }
 
 proptest! {
@@ -121,21 +188,119 @@ proptest! {
         prop_assert!(key.prepared.verify_prehash(&e, &r, &s));
         prop_assert!(reference_verify(&key.sec1, &e, &r, &s));
 
-        let (mut sec1, mut prepared, mut e2, mut r2, mut s2) = (&key.sec1, &key.prepared, e, r, s);
-        match corruption {
-            Corruption::FlipR(bit) => r2 = flip(r, bit),
-            Corruption::FlipS(bit) => s2 = flip(s, bit),
-            Corruption::FlipE(bit) => e2 = flip(e, bit),
-            Corruption::OtherKey(offset) => {
-                let other = &all[(key_index + offset) % all.len()];
-                sec1 = &other.sec1;
-                prepared = &other.prepared;
-            }
-            Corruption::Replace(r_new, s_new) => (r2, s2) = (r_new, s_new),
-        }
-        let expected = reference_verify(sec1, &e2, &r2, &s2);
-        prop_assert_eq!(prepared.verify_prehash(&e2, &r2, &s2), expected);
+        let other = |offset: usize| &all[(key_index + offset) % all.len()];
+        let (key2, e2, r2, s2) = corrupt(&corruption, key, other, (e, r, s));
+        let expected = reference_verify(&key2.sec1, &e2, &r2, &s2);
+        prop_assert_eq!(key2.prepared.verify_prehash(&e2, &r2, &s2), expected);
     }
+}
+
+/// Which key signs a case of the long differential job: one of the fixed
+/// issuer keys, or a fresh one (its table is built for that case alone, so
+/// fresh keys are one case in 64).
+#[derive(Clone, Debug)]
+enum KeyChoice {
+    Fixed(usize),
+    Fresh([u8; 32]),
+}
+
+fn key_choice() -> impl Strategy<Value = KeyChoice> {
+    prop_oneof![
+        63 => (0usize..4).prop_map(KeyChoice::Fixed),
+        1 => any::<[u8; 32]>().prop_map(KeyChoice::Fresh),
+    ]
+}
+
+/// Cases per kind: [run, accepted by both verifiers].
+type Tally = BTreeMap<&'static str, [u64; 2]>;
+
+/// The long differential job of issue #5: the fast verifier against the
+/// reference on `YIBAO_DIFF_CASES` random cases (default 1,000,000), each a
+/// valid signature by a fixed or fresh key over a random digest and one
+/// corruption of it (the generators above), spread over every core.
+///
+/// `YIBAO_DIFF_CASES=1000000 cargo test --release --lib -- --ignored differential --nocapture`
+///
+/// prints how many cases of each kind ran; `YIBAO_DIFF_SEED` replays a run.
+/// A disagreement fails with the smallest case proptest shrinks it to.
+#[test]
+#[ignore = "long (minutes in release): run on demand, see the doc comment"]
+fn differential_against_reference() {
+    let env_u64 = |name: &str| std::env::var(name).ok().map(|v| v.parse::<u64>().expect("a whole number"));
+    let cases = env_u64("YIBAO_DIFF_CASES").unwrap_or(1_000_000);
+    let seed = env_u64("YIBAO_DIFF_SEED").unwrap_or_else(|| {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).expect("OS random source");
+        u64::from_le_bytes(bytes)
+    });
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    println!("differential: {cases} cases on {threads} threads, YIBAO_DIFF_SEED={seed}");
+    let start = Instant::now();
+    let shares: Vec<Tally> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let share = cases / threads + u64::from(i < cases % threads);
+                scope.spawn(move || differential_share(share, seed.wrapping_add(i)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut total = Tally::new();
+    for (kind, [run, accepted]) in shares.into_iter().flatten() {
+        let entry = total.entry(kind).or_default();
+        entry[0] += run;
+        entry[1] += accepted;
+    }
+    println!("| kind | cases | accepted by both |\n|---|---:|---:|");
+    for (kind, [run, accepted]) in &total {
+        println!("| {kind} | {run} | {accepted} |");
+    }
+    let checked: u64 = total.values().map(|[run, _]| run).sum();
+    println!("all {checked} verdicts agree ({cases} cases, {elapsed:.1} s, {:.0} cases/s)", cases as f64 / elapsed);
+    assert_eq!(total.get("valid").map(|v| v[0]), Some(cases));
+    assert_eq!(total.get("valid").map(|v| v[1]), Some(cases), "every valid signature is accepted");
+}
+
+/// One thread's part of the differential job: its own proptest runner, seeded.
+fn differential_share(cases: u64, seed: u64) -> Tally {
+    let config = ProptestConfig {
+        cases: u32::try_from(cases).expect("fewer than 2^32 cases per thread"),
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(seed),
+        ..ProptestConfig::default()
+    };
+    let tally = RefCell::new(Tally::new());
+    let all = keys();
+    let result = TestRunner::new(config).run(&(key_choice(), any::<[u8; 32]>(), corruption()), |(choice, e, c)| {
+        let fresh;
+        let (key, index) = match choice {
+            KeyChoice::Fixed(i) => (&all[i % all.len()], i),
+            KeyChoice::Fresh(secret) => {
+                // A secret outside [1, n−2] (probability ≈ 2^−32) is no key: the first fixed one stands in.
+                fresh = test_key(&secret);
+                (fresh.as_ref().unwrap_or(&all[0]), 0)
+            }
+        };
+        let (r, s) = sign(key, &e);
+        let valid = key.prepared.verify_prehash(&e, &r, &s);
+        prop_assert_eq!(valid, reference_verify(&key.sec1, &e, &r, &s));
+        prop_assert!(valid);
+        let (key2, e2, r2, s2) = corrupt(&c, key, |offset| &all[(index + offset) % all.len()], (e, r, s));
+        let ours = key2.prepared.verify_prehash(&e2, &r2, &s2);
+        prop_assert_eq!(ours, reference_verify(&key2.sec1, &e2, &r2, &s2), "{:?} of {:?}", c, choice);
+        let mut tally = tally.borrow_mut();
+        for (kind, accepted) in [("valid", valid), (c.kind(), ours)] {
+            let entry = tally.entry(kind).or_default();
+            entry[0] += 1;
+            entry[1] += u64::from(accepted);
+        }
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("fast verifier and reference disagree (YIBAO_DIFF_SEED={seed}, one thread): {failure}");
+    }
+    tally.into_inner()
 }
 
 proptest! {
