@@ -265,7 +265,8 @@ end
 #   10 now_ms, 11 beijing day, 12 actor, 13 region, 14 settlement key prefix,
 #   15 items json, 16 dry ('1' / '0')
 # Returns {outcome, replayed, settlement-record-flat, balance, spent_today,
-#   per_payment_limit, daily_limit}.
+#   per_payment_limit, daily_limit}; for a new settlement, the record's
+#   settlement_id, balance_after_fen and settled_region only.
 _SETTLE_BODY = (
     _LUA_COMMON
     + r"""
@@ -328,7 +329,9 @@ redis.call('HSET', skey, 'settlement_id', sid, 'institution_code', inst, 'order_
   'actor', ARGV[12])
 redis.call('SET', KEYS[3], sid)
 audit('SETTLED', 'settlement_id', sid, 'balance_after_fen', after, 'replayed', '0')
-return {'SETTLED', '0', redis.call('HGETALL', skey), after, '', '', ''}
+-- The caller has everything else of the new record: no need to read it back.
+return {'SETTLED', '0', {'settlement_id', sid, 'balance_after_fen', after, 'settled_region', ARGV[13]}, after,
+  '', '', ''}
 """
 )
 _SETTLE = "#!lua\n" + _SETTLE_BODY
@@ -829,7 +832,7 @@ class Ledger:
         if outcome == SETTLED and not dry_run:
             h = _hash(flat)
             # A new settlement's record is what was just sent, plus the id and
-            # balance the script made: no need to decode the items back.
+            # balance the script made (all it returns of it).
             s = _settlement(h) if replayed else _new_settlement(req, h)
             detail = (
                 f"已结算 settled: account pays {_yuan(s.account_pay_fen)} yuan, cash {_yuan(s.cash_pay_fen)} "
