@@ -13,12 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import yibao_core
-from conftest import SM2_A, SM2_B, SM2_GX, SM2_GY, SM2_N
 
 PRIV_NAME = r"(?i)private[_ ]key"
 
-# sm2p256v1 (GB/T 32918.5), from the tests' reference model
-A, B, N, GX, GY = SM2_A, SM2_B, SM2_N, SM2_GX, SM2_GY
+# sm2p256v1 (GB/T 32918.5). Written out here: a test module cannot import
+# tests/conftest.py by name (each test folder has its own conftest).
+P = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF00000000FFFFFFFFFFFFFFFF
+A = P - 3
+B = 0x28E9FA9E9D9F5E344D5A9E4BCF6509A7F39789F515AB8F92DDBCBD414D940E93
+N = 0xFFFFFFFEFFFFFFFFFFFFFFFFFFFFFFFF7203DF6B21C6052B53BBF40939D54123
+GX = 0x32C4AE2C1F1981195F9904466A39C9948FE30BBFF2660BE1715A4589334C74C7
+GY = 0xBC3736A2F4F6779C59BDCEE36B692153D0A9877CC62A474002DF32E52139F0A0
 
 
 def _b32(v: int) -> bytes:
