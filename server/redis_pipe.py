@@ -134,9 +134,14 @@ class RedisPipe:
                 else:
                     transport, _ = await loop.create_connection(lambda: _Protocol(self), self._host, self._port)
             self._transport = transport  # type: ignore[assignment]
+            # AUTH and SELECT are queued together, before anything another
+            # caller sends once this one yields: no command can reach Redis
+            # between them and run in the wrong database.
+            setup = [self._send(command) for command in self._setup]
             try:
-                for command in self._setup:
-                    await self._send(command)
+                for error in await asyncio.gather(*setup, return_exceptions=True):
+                    if isinstance(error, BaseException):
+                        raise error
             except BaseException:
                 self._break(ConnectionError("Redis refused the connection's AUTH or SELECT"))
                 raise

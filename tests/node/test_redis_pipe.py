@@ -85,9 +85,17 @@ def test_auth_with_password_from_the_url(tmp_path) -> None:
     try:
         _wait_listening(port)
 
+        async def set_after(turns: int, pipe: RedisPipe) -> None:
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            assert await pipe.execute("SET", f"k{turns}", turns) == b"OK"
+
         async def main() -> None:
             pipe = RedisPipe(f"redis://:s3cret@127.0.0.1:{port}/3")
-            assert await pipe.execute("SET", "k", "v") == b"OK"
+            # Callers one event-loop turn apart, from before the connection
+            # exists until after it has authenticated and selected database
+            # 3: none may slip in between AUTH and SELECT.
+            await asyncio.gather(*(set_after(turns, pipe) for turns in range(300)))
             await pipe.aclose()
             wrong = RedisPipe(f"redis://:nope@127.0.0.1:{port}/0")
             with pytest.raises(ResponseError, match="WRONGPASS|invalid password"):
@@ -95,7 +103,8 @@ def test_auth_with_password_from_the_url(tmp_path) -> None:
             await wrong.aclose()
 
         asyncio.run(main())
-        assert redis.Redis(port=port, password="s3cret", db=3).get("k") == b"v"
+        assert redis.Redis(port=port, password="s3cret", db=3).dbsize() == 300
+        assert redis.Redis(port=port, password="s3cret", db=0).dbsize() == 0
     finally:
         proc.terminate()
         proc.wait(10)
@@ -148,3 +157,4 @@ def test_commands_in_flight_fail_when_redis_dies_and_the_next_reconnects(private
         await pipe.aclose()
 
     asyncio.run(main())
+
