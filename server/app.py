@@ -25,7 +25,7 @@ from server.interceptor import MetricsInterceptor
 from server.forward import Peers
 from server.gc_settings import quiet_collector
 from server.ledger import Ledger
-from server.national import NationalStore, StoreUnavailable, client
+from server.national import CONTACT_LOST_S, NationalStore, StoreUnavailable, client
 from server.settlement import SettlementService
 from server.state import NodeState
 from server.trust import TrustListSource
@@ -78,9 +78,9 @@ async def _apply(fields: dict[bytes, bytes], state: NodeState, trust: TrustListS
 
 async def report_state(store: NationalStore, state: NodeState) -> None:
     while True:
-        age = time.monotonic() - store.last_contact
+        age = store.since_contact()
         metrics.set_revocation_synced(time.time() - age)
-        metrics.set_national_store_up(age < 1.5)
+        metrics.set_national_store_up(age <= CONTACT_LOST_S)
         metrics.set_revocations_loaded(len(state.mirror))
         await asyncio.sleep(1.0)
 

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 import yibao_core
 from server import metrics, tokens
 from server.config import Config
-from server.national import Admission, NationalStore, replay_key
+from server.national import CONTACT_LOST_S, NationalStore, replay_key
 from server.state import NodeState
 from yibao.v1 import common_pb2, verifier_pb2
 
@@ -72,13 +72,13 @@ class VerifyEngine:
         responses) they are built in place there, not copied in after."""
         started = time.perf_counter()
         store, state = self._store, self._state
-        stale_for = time.monotonic() - store.last_contact
+        stale_for = store.since_contact()
         if stale_for > self._cfg.max_staleness_s:
             raise Unavailable(
                 f"the national store has been unreachable for {stale_for:.0f} s "
                 f"(limit {self._cfg.max_staleness_s:g} s); retry"
             )
-        degraded = stale_for > 1.5  # the follower touches the store every 0.5 s when it is there
+        degraded = stale_for > CONTACT_LOST_S
         now_ms = time.time_ns() // 1_000_000
         codes = [r.code for r in reqs]
         trust, mirror, skew_ms = state.trust_list, state.mirror, self._cfg.skew_ms
@@ -115,35 +115,35 @@ class VerifyEngine:
         """Step 7 for the codes that passed 1 to 6; True if answered from the
         local record alone (degraded)."""
         skew_ms = self._cfg.skew_ms
-        fingerprints: dict[int, str] = {}
-        dead_at: dict[int, int] = {}
-        admissions = []
+        # Per valid code, in one pass: the replay key, the script's value and
+        # ttl, and what the local record needs after the round trip.
+        keys: list[str] = []
+        args: list[str | int] = []
+        fingerprints: list[str] = []
+        dead_at: list[int] = []
         for i in valid:
             r = results[i]
-            fingerprints[i] = fingerprint = _fingerprint(reqs[i])
-            dead_at[i] = dead = r.expires_at_ms + skew_ms  # type: ignore[operator]
-            admissions.append(
-                Admission(
-                    key=replay_key(r.credential_id, r.nonce),  # type: ignore[arg-type]
-                    value=f"{fingerprint}|{now_ms}",
-                    ttl_ms=max(1, dead - now_ms),
-                )
-            )
+            fingerprint = _fingerprint(reqs[i])
+            dead = r.expires_at_ms + skew_ms  # type: ignore[operator]
+            keys.append(replay_key(r.credential_id, r.nonce))  # type: ignore[arg-type]
+            args += (f"{fingerprint}|{now_ms}", max(1, dead - now_ms))
+            fingerprints.append(fingerprint)
+            dead_at.append(dead)
         try:
-            firsts: list[bytes | None] = await self._store.admit(admissions)
+            firsts: list[bytes | None] = await self._store.admit(keys, args)
             degraded = False
         except (RedisError, OSError):
             self._store.failed()
             firsts = [None] * len(valid)
             degraded = True
         local = self._state.local_replay
-        for i, first in zip(valid, firsts):
+        for i, first, fingerprint, dead in zip(valid, firsts, fingerprints, dead_at):
             r = results[i]
             mine = local.admit(
                 r.credential_id,  # type: ignore[arg-type]
                 r.nonce,  # type: ignore[arg-type]
-                retry_key=fingerprints[i].encode(),
-                dead_at_ms=dead_at[i],
+                retry_key=fingerprint.encode(),
+                dead_at_ms=dead,
                 now_ms=now_ms,
             )
             if first is None:
@@ -152,8 +152,8 @@ class VerifyEngine:
                 if mine == "REPLAYED":
                     outcomes[i] = "REPLAYED"
                 continue
-            fingerprint, _, at = first.decode().rpartition("|")
-            if fingerprint == fingerprints[i]:
+            first_fingerprint, _, at = first.decode().rpartition("|")
+            if first_fingerprint == fingerprint:
                 verified_at[i] = int(at)  # a retry: the first answer, token included
             else:
                 outcomes[i] = "REPLAYED"

@@ -14,7 +14,6 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import hiredis
@@ -40,6 +39,9 @@ CLUSTER_SCHEME = "redis+cluster://"
 # Enough history for a node that was away for a long while; a node that
 # falls further behind reloads the hashes.
 EVENTS_MAXLEN = 1_000_000
+# The follower touches the store at least every 0.5 s while it answers (it
+# blocks in XREAD that long): no contact for longer than this means it is away.
+CONTACT_LOST_S = 1.5
 
 CHANNELS = range(1, 6)
 
@@ -89,13 +91,6 @@ class StoreUnavailable(Exception):
     """The national store cannot be reached."""
 
 
-@dataclass(frozen=True)
-class Admission:
-    key: str
-    value: str
-    ttl_ms: int
-
-
 class NationalStore:
     def __init__(self, url: str, *, on_error: Callable[[], None] = lambda: None) -> None:
         self._url = url
@@ -123,6 +118,10 @@ class NationalStore:
 
     def touch(self) -> None:
         self.last_contact = time.monotonic()
+
+    def since_contact(self) -> float:
+        """Seconds since the store last answered; above CONTACT_LOST_S it is away."""
+        return time.monotonic() - self.last_contact
 
     def failed(self) -> None:
         self._on_error()
@@ -186,33 +185,33 @@ class NationalStore:
 
     # --- the replay record ---
 
-    async def admit(self, admissions: Sequence[Admission]) -> list[bytes | None]:
+    async def admit(self, keys: Sequence[str], args: Sequence[str | int]) -> list[bytes | None]:
         """Record each key if absent, in one round trip and one command for
-        the whole batch; per key: None if newly recorded, else the value of
-        the first acceptance."""
-        if not admissions:
+        the whole batch. `args` holds, per key in order, the value to record
+        and its time to live in ms (the replay script's ARGV). Per key: None
+        if newly recorded, else the value of the first acceptance."""
+        if not keys:
             return []
         if not self.cluster:
-            reply = await self._admit_group(admissions)
+            reply = await self._admit(keys=keys, args=args)
         else:
             # A script's keys must share a slot in a cluster: one script per
             # slot, all sent at once.
             groups: dict[int, list[int]] = {}
-            for i, a in enumerate(admissions):
-                groups.setdefault(key_slot(a.key.encode()), []).append(i)
-            replies = await asyncio.gather(*(self._admit_group([admissions[i] for i in g]) for g in groups.values()))
-            reply = [None] * len(admissions)
+            for i, key in enumerate(keys):
+                groups.setdefault(key_slot(key.encode()), []).append(i)
+            replies = await asyncio.gather(
+                *(
+                    self._admit(keys=[keys[i] for i in g], args=[a for i in g for a in args[2 * i : 2 * i + 2]])
+                    for g in groups.values()
+                )
+            )
+            reply = [None] * len(keys)
             for g, r in zip(groups.values(), replies):
                 for i, value in zip(g, r):
                     reply[i] = value
         self.touch()
         return [None if r == 1 else r for r in reply]
-
-    async def _admit_group(self, admissions: Sequence[Admission]) -> list[bytes | int]:
-        args: list[str | int] = []
-        for a in admissions:
-            args += [a.value, a.ttl_ms]
-        return list(await self._admit(keys=[a.key for a in admissions], args=args))
 
     # --- the trust list ---
 

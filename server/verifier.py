@@ -88,10 +88,12 @@ class VerifierService(verifier_pb2_grpc.VerifierServicer):
                     except validation.InvalidArgument as e:
                         bad = e
                         break
-                    self._auth.institutions(context, (req.institution_code,))
                     valid.append(req)
                     index += 1
                 if valid:
+                    # Once per batch, not per message: with mTLS it reads the
+                    # caller's certificate.
+                    self._auth.institutions(context, {req.institution_code for req in valid})
                     for resp in await self._engine.verify(valid):
                         yield resp
                 if bad is not None:
