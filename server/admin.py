@@ -21,6 +21,7 @@ from server import ledger as lg
 from server.forward import PeerUnavailable, Peers
 from server.identity import Authorizer, Denied
 from server.national import NationalStore
+from server.redis_pipe import NotReplicated
 from server.state import NodeState
 from server.trust import TrustListSource
 from yibao.v1 import admin_pb2, admin_pb2_grpc, common_pb2
@@ -106,8 +107,18 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             await context.abort_with_status(
                 validation.rich_status(
                     grpc.StatusCode.UNAVAILABLE,
-                    f"the regional store is unreachable: {e.__cause__}; retry",
+                    f"the regional store is unreachable or its replicas did not confirm the write: "
+                    f"{e.__cause__}; retry (every admin change is idempotent)",
                     "REGIONAL_STORE_UNAVAILABLE",
+                )
+            )
+        except NotReplicated as e:
+            await context.abort_with_status(
+                validation.rich_status(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the national store's replicas did not confirm the change ({e}); retry (every revocation "
+                    "change is idempotent)",
+                    "NATIONAL_STORE_NOT_REPLICATED",
                 )
             )
         except (RedisError, OSError) as e:
@@ -136,7 +147,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             raise RegionalUnavailable() from e
 
     async def _audit(self, who: str, what: str, outcome: str, **detail: object) -> None:
-        await self._regional(audit.append(self._ledger.redis, self._region, who, what, outcome, detail))
+        await self._regional(self._ledger.append_audit(who, what, outcome, detail))
 
     def _province(self, insured_region: str, *, required: bool) -> str:
         if not insured_region and not required:

@@ -16,7 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.exceptions import RedisError
 
-from server import metrics, node_key, redis_pipe
+from server import audit, metrics, node_key, redis_pipe
 from server.admin import AdminService
 from server.config import Config
 from server.engine import Batcher, VerifyEngine
@@ -100,7 +100,12 @@ def _bind(server: grpc.aio.Server, cfg: Config) -> int:
 async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     """Run until SIGTERM or SIGINT. Raises StoreUnavailable before anything
     else if the national store cannot be reached."""
-    store = NationalStore(cfg.redis_url, on_error=lambda: metrics.record_redis_error("national"))
+    store = NationalStore(
+        cfg.redis_url,
+        on_error=lambda: metrics.record_redis_error("national"),
+        min_replicas=cfg.replicas_for(cfg.redis_url),
+        replica_timeout_ms=cfg.replica_timeout_ms,
+    )
     await store.ping()
     regional_url = cfg.regional_redis_url or cfg.redis_url
     regional = client(regional_url)
@@ -123,7 +128,16 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
         options=[("grpc.so_reuseport", 1 if shared_port else 0)],
     )
     authorizer = Authorizer(insecure=cfg.insecure)
-    regional_pipe = redis_pipe.RedisPipe(regional_url) if redis_pipe.supports(regional_url) else None
+    regional_pipe = (
+        redis_pipe.RedisPipe(
+            regional_url,
+            slot_key=audit.tag(cfg.region),
+            min_replicas=cfg.replicas_for(regional_url),
+            replica_timeout_ms=cfg.replica_timeout_ms,
+        )
+        if redis_pipe.supports(regional_url, slot_key=audit.tag(cfg.region))
+        else None
+    )
     ledger = Ledger(regional, cfg.region, regional_pipe)
     peers = Peers(cfg)
     verifier_pb2_grpc.add_VerifierServicer_to_server(VerifierService(engine, batcher, authorizer), server)

@@ -164,13 +164,10 @@ async def read(
     return [_entry(i, f or {}) for i, f in raw]
 
 
-async def append(
-    redis: aioredis.Redis, region: str, who: str, what: str, outcome: str, detail: dict, *, now_ms: int | None = None
-) -> str:
-    """Append one entry (a single XADD) for a call that has no ledger script,
-    e.g. an admin revocation; returns its stream id. Detail values are
-    turned into strings; a detail name may not be one of RESERVED. ``now_ms``
-    defaults to the node's clock."""
+def entry(who: str, what: str, outcome: str, detail: dict, *, now_ms: int | None = None) -> dict[str, str]:
+    """The fields of one audit entry. Detail values are turned into strings;
+    a detail name may not be one of RESERVED. ``now_ms`` defaults to the
+    node's clock."""
     if not who or not what or not outcome:
         raise ValueError("who, what and outcome must be non-empty")
     clash = [k for k in detail if k in RESERVED]
@@ -182,4 +179,13 @@ async def append(
         now_ms = time.time_ns() // 1_000_000
     fields: dict[str, str] = {"who": who, "what": what, "when": str(int(now_ms)), "outcome": outcome}
     fields.update({str(k): _s(v) for k, v in detail.items()})
+    return fields
+
+
+async def append(
+    redis: aioredis.Redis, region: str, who: str, what: str, outcome: str, detail: dict, *, now_ms: int | None = None
+) -> str:
+    """Append one entry (a single XADD) for a call that has no ledger script,
+    e.g. a refused token; returns its stream id."""
+    fields = entry(who, what, outcome, detail, now_ms=now_ms)
     return _s(await redis.xadd(audit_key(region), fields))  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ PROVINCES = frozenset(
 
 
 EVENT_LOOPS = ("uvloop", "asyncio")
+CLUSTER_SCHEME = "redis+cluster://"
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,16 @@ class Config:
     grace_s: float = 10.0
     node_key: Path | None = None
     event_loop: str = "uvloop"
+    #: Replicas that must hold a write before it is answered, per store;
+    #: None: 1 for a Redis Cluster, 0 for a standalone server.
+    min_replicas: int | None = None
+    replica_timeout_ms: int = 500
+
+    def replicas_for(self, url: str) -> int:
+        """How many replicas must acknowledge a write to the store at `url`."""
+        if self.min_replicas is not None:
+            return self.min_replicas
+        return 1 if url.startswith(CLUSTER_SCHEME) else 0
 
 
 def _env(name: str) -> str | None:
@@ -74,6 +85,20 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
+
+def _whole(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0")
+    return value
+
+
+def _replica_timeout(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds between 1 and 10000")
     return value
 
 
@@ -152,6 +177,21 @@ def parser() -> argparse.ArgumentParser:
         default=_env("event-loop") or d.event_loop,
         help="asyncio event loop: uvloop (libuv, less CPU per call) or Python's own asyncio (default %(default)s)",
     )
+    p.add_argument(
+        "--min-replicas",
+        type=_whole,
+        default=int(v) if (v := _env("min-replicas")) else None,
+        help="replicas that must hold a settlement, refund, account change or revocation before it is answered "
+        "(Redis WAIT); when fewer acknowledge in time the call answers UNAVAILABLE and a retry with the same "
+        "order_id or refund_id settles it exactly once (default: 1 for a redis+cluster:// store, 0 for a "
+        "standalone one; give every primary a replica, appendonly yes and appendfsync always)",
+    )
+    p.add_argument(
+        "--replica-timeout-ms",
+        type=_replica_timeout,
+        default=int(_env("replica-timeout-ms") or d.replica_timeout_ms),
+        help="how long a write waits for its replicas (default %(default)s)",
+    )
     return p
 
 
@@ -160,6 +200,9 @@ def parse(argv: Sequence[str] | None = None) -> Config:
     a = p.parse_args(argv)
     if not a.insecure and not (a.tls_cert and a.tls_key and a.client_ca):
         p.error("give --tls-cert, --tls-key and --client-ca for mTLS, or --insecure for a plaintext local node")
+    for url in (a.redis_url, a.regional_redis_url or a.redis_url):
+        if a.min_replicas and not url.startswith(("redis://", "unix://", CLUSTER_SCHEME)):
+            p.error(f"--min-replicas needs a redis://, unix:// or {CLUSTER_SCHEME} store, not {url!r}")
     if a.workers > 1 and a.listen.endswith(":0"):
         p.error("--workers above 1 needs a fixed --listen port: the processes share it")
     return Config(
@@ -177,5 +220,7 @@ def parse(argv: Sequence[str] | None = None) -> Config:
         workers=a.workers,
         max_staleness_s=a.max_staleness_s,
         event_loop=a.event_loop,
+        min_replicas=a.min_replicas,
+        replica_timeout_ms=a.replica_timeout_ms,
         node_key=a.node_key or Path.home() / ".local" / "state" / "yibao-verify" / f"node-{a.region}.key",
     )

@@ -23,8 +23,10 @@ Rules this module keeps, whatever arrives and whatever fails:
   ``no-writes`` script: Redis itself refuses any write from it.
 
 Redis errors (``redis.exceptions.RedisError``, ``OSError``) propagate: the
-caller answers UNAVAILABLE. After a timeout the script may or may not have
-run; retrying with the same order_id / refund_id is always safe.
+caller answers UNAVAILABLE. After a timeout, or ``redis_pipe.NotReplicated``
+(the write ran on the primary, but no replica acknowledged it in time), the
+script may or may not have taken effect; retrying with the same order_id /
+refund_id is always safe, and its answer is the durable one.
 
 The key layout is in server/audit.py.
 """
@@ -664,24 +666,40 @@ class Ledger:
     """The accounts, settlements and refunds of ONE province, in Redis."""
 
     def __init__(self, redis: aioredis.Redis, region: str, pipe: redis_pipe.RedisPipe | None = None) -> None:
-        """`pipe`, a pipelined connection to the same standalone Redis as
-        `redis`, runs the scripts (a Settle is one script: redis-py's
-        overhead per command was a sixth of its CPU); without it, `redis` does."""
+        """`pipe`, a pipelined connection to the same Redis as `redis` (for
+        a cluster: to the primary of this province's slot), runs the scripts
+        (a Settle is one script: redis-py's overhead per command was a sixth
+        of its CPU); without it, `redis` does. Through the pipe, a write is
+        answered only once the replicas the pipe requires hold it
+        (NotReplicated otherwise): what was answered SETTLED survives a
+        failover."""
         if region not in PROVINCES:
             raise InvalidInput(f"region: {region!r} is not a province-level code")
         self.redis = redis
         self.region = region
+        self._pipe = pipe
 
-        def script(source: str) -> Any:
-            return redis_pipe.Script(pipe, source) if pipe is not None else redis.register_script(source)
+        def script(source: str, *, durable: bool = False) -> Any:
+            if pipe is None:
+                return redis.register_script(source)
+            return redis_pipe.Script(pipe, source, durable=durable)
 
-        self._settle = script(_SETTLE)
+        self._settle = script(_SETTLE, durable=True)
         self._presettle = script(_PRESETTLE)
-        self._refund = script(_REFUND)
-        self._open = script(_OPEN)
-        self._set_status = script(_SET_STATUS)
+        self._refund = script(_REFUND, durable=True)
+        self._open = script(_OPEN, durable=True)
+        self._set_status = script(_SET_STATUS, durable=True)
         self._get_account = script(_GET_ACCOUNT)
         self._get_settlement = script(_GET_SETTLEMENT)
+
+    async def append_audit(self, who: str, what: str, outcome: str, detail: dict) -> str:
+        """Append an audit entry for a call that has no ledger script (an
+        admin revocation), durable like the ledger's own writes."""
+        fields = audit.entry(who, what, outcome, detail)
+        if self._pipe is None:
+            return _s(await self.redis.xadd(audit.audit_key(self.region), fields))  # type: ignore[arg-type]
+        flat = [x for pair in fields.items() for x in pair]
+        return _s(await self._pipe.execute_durable("XADD", audit.audit_key(self.region), "*", *flat))
 
     # --- accounts ---
 

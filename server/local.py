@@ -14,8 +14,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
+import hiredis
+from redis.crc import key_slot
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import yibao_core
@@ -47,6 +50,7 @@ class Redis:
     workdir: Path
     port: int = field(default_factory=free_port)
     appendfsync: str | None = None
+    extra: Sequence[str] = ()
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -62,7 +66,7 @@ class Redis:
         log = self.workdir / "redis.log"
         self.proc = subprocess.Popen(
             [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.workdir),
-             "--logfile", str(log), *persistence],
+             "--logfile", str(log), *persistence, *self.extra],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
@@ -78,6 +82,30 @@ class Redis:
         except OSError:
             return False
 
+    def command(self, *args: str) -> Any:
+        """One command on a connection of its own; its reply as hiredis
+        parses it (bytes, ints, lists)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(hiredis.pack_command(args))
+            reader = hiredis.Reader()
+            while (reply := reader.gets()) is False:
+                data = s.recv(65536)
+                if not data:
+                    raise ConnectionError(f"redis-server on port {self.port} closed the connection")
+                reader.feed(data)
+        if isinstance(reply, hiredis.ReplyError):
+            raise RuntimeError(f"redis-server on port {self.port}: {' '.join(args)}: {reply}")
+        return reply
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stops answering anyone, its primary included."""
+        if self.proc:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc:
+            self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         """kill -9, as a crash would."""
         if self.proc and self.proc.poll() is None:
@@ -91,6 +119,91 @@ class Redis:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(200):
+        port = free_port()
+        if port >= 55536:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster member")
+
+
+@dataclass
+class Cluster:
+    """A Redis Cluster on loopback: `primaries` primaries, each with
+    `replicas` replicas, AOF with `appendfsync` on every member (what a
+    node's --min-replicas relies on). Members are `Redis` objects."""
+
+    workdir: Path
+    primaries: int = 3
+    replicas: int = 1
+    appendfsync: str = "always"
+    members: list[Redis] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.members[0].port}"
+
+    def start(self, timeout_s: float = 30) -> Cluster:
+        for i in range(self.primaries * (1 + self.replicas)):
+            member = Redis(
+                self.workdir / f"m{i}",
+                port=cluster_port(),
+                appendfsync=self.appendfsync,
+                extra=("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"),
+            )
+            self.members.append(member.start())
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{m.port}" for m in self.members),
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout_s
+        while not all(self._ready(m) for m in self.members):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Redis Cluster in {self.workdir} not ready after {timeout_s:g} s")
+            time.sleep(0.1)
+        return self
+
+    def _ready(self, member: Redis) -> bool:
+        info = member.command("CLUSTER", "INFO").decode()
+        if "cluster_state:ok" not in info:
+            return False
+        replication = member.command("INFO", "replication").decode()
+        return "role:master" in replication or "master_link_status:up" in replication
+
+    def primary_of(self, key: str) -> Redis:
+        """The member that serves `key`'s slot now."""
+        slot = key_slot(key.encode())
+        for m in self.members:
+            if m.proc is None or m.proc.poll() is not None:
+                continue
+            try:
+                for first, last, owner, *_ in m.command("CLUSTER", "SLOTS"):
+                    if first <= slot <= last:
+                        return self.member(int(owner[1]))
+            except OSError:
+                continue
+        raise RuntimeError(f"no live member knows who serves slot {slot}")
+
+    def replicas_of(self, primary: Redis) -> list[Redis]:
+        ports = [int(r[1]) for r in primary.command("ROLE")[2]]
+        return [self.member(p) for p in ports]
+
+    def member(self, port: int) -> Redis:
+        return next(m for m in self.members if m.port == port)
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop()
 
 
 @dataclass

@@ -35,7 +35,7 @@ EVENTS = "{yibao}:events"
 TRUST_LIST = "{yibao}:trust-list"
 TOKEN_KEY = "{yibao}:token-key"
 REPLAY_PREFIX = "yibao:replay:"
-CLUSTER_SCHEME = "redis+cluster://"
+CLUSTER_SCHEME = redis_pipe.CLUSTER_SCHEME
 # Enough history for a node that was away for a long while; a node that
 # falls further behind reloads the hashes.
 EVENTS_MAXLEN = 1_000_000
@@ -86,26 +86,57 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'op', 'trust', 'id', ''
 return 1
 """
 
+_SET_TOKEN_KEY = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+return redis.call('GET', KEYS[1])
+"""
+
 
 class StoreUnavailable(Exception):
     """The national store cannot be reached."""
 
 
 class NationalStore:
-    def __init__(self, url: str, *, on_error: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_error: Callable[[], None] = lambda: None,
+        min_replicas: int = 0,
+        replica_timeout_ms: int = 500,
+    ) -> None:
+        """`min_replicas`: how many replicas must hold a revocation change,
+        a trust-list publication or the token key before it is answered
+        (WAIT, on a pipe of its own so that a slow replica never delays the
+        replay record's script)."""
         self._url = url
         self.cluster = url.startswith(CLUSTER_SCHEME)
         self.redis = client(url, socket_timeout=1.0)
         # The follower blocks in XREAD, so it has a connection of its own.
         self._follower = client(url, socket_timeout=2.0)
-        self._mutate = self.redis.register_script(_MUTATE)
+        if not redis_pipe.supports(url, slot_key=EVENTS):
+            if min_replicas:
+                raise ValueError(f"min_replicas {min_replicas} needs a redis://, unix:// or {CLUSTER_SCHEME} URL")
+            self._writes = None
+        else:
+            self._writes = redis_pipe.RedisPipe(
+                url, timeout_s=1.0, slot_key=EVENTS, min_replicas=min_replicas, replica_timeout_ms=replica_timeout_ms
+            )
+
+        def durable(source: str) -> Callable[..., Awaitable[Any]]:
+            if self._writes is None:
+                return self.redis.register_script(source)  # type: ignore[no-any-return]
+            return redis_pipe.Script(self._writes, source, durable=True)
+
+        self._mutate = durable(_MUTATE)
+        self._set_token_key = durable(_SET_TOKEN_KEY)
         # The replay script runs for every batch: on a standalone server it
         # has a pipelined connection of its own (server/redis_pipe.py).
         self._pipe = redis_pipe.RedisPipe(url, timeout_s=1.0) if redis_pipe.supports(url) else None
         self._admit: Callable[..., Awaitable[Any]] = (
             redis_pipe.Script(self._pipe, _ADMIT) if self._pipe is not None else self.redis.register_script(_ADMIT)
         )
-        self._publish_trust = self.redis.register_script(_PUBLISH_TRUST)
+        self._publish_trust = durable(_PUBLISH_TRUST)
         self._on_error = on_error
         self.last_contact = time.monotonic()
 
@@ -127,16 +158,18 @@ class NationalStore:
         self._on_error()
 
     async def close(self) -> None:
-        if self._pipe is not None:
-            await self._pipe.aclose()
+        for pipe in (self._pipe, self._writes):
+            if pipe is not None:
+                await pipe.aclose()
         await self.redis.aclose()
         await self._follower.aclose()
 
     # --- the token key, shared by every node so any node accepts any token ---
 
     async def token_key(self) -> bytes:
-        await self.redis.set(TOKEN_KEY, secrets.token_bytes(32), nx=True)
-        key = await self.redis.get(TOKEN_KEY)
+        # Durable: a key lost in a failover would be made anew by the next
+        # node to start, and the nodes would refuse each other's tokens.
+        key = await self._set_token_key(keys=[TOKEN_KEY], args=[secrets.token_bytes(32)])
         if not isinstance(key, bytes) or len(key) != 32:
             raise StoreUnavailable(f"{TOKEN_KEY} holds no 32-byte key")
         return key

@@ -19,6 +19,7 @@ from server import ledger as lg
 from server import metrics, receipts, tokens, validation
 from server.forward import PeerUnavailable, Peers
 from server.identity import Authorizer, Denied
+from server.redis_pipe import NotReplicated
 from yibao.v1 import settlement_pb2, settlement_pb2_grpc
 
 Response = TypeVar("Response")
@@ -87,12 +88,23 @@ class SettlementService(settlement_pb2_grpc.SettlementServicer):
             await context.abort_with_status(validation.rich_status(e.code, str(e), "NOT_AUTHORIZED"))
         except PeerUnavailable as e:
             await context.abort_with_status(e.status or validation.rich_status(e.code, str(e), "PEER_UNAVAILABLE"))
+        except NotReplicated as e:
+            metrics.record_redis_error("regional")
+            await context.abort_with_status(
+                validation.rich_status(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"the regional store's replicas did not confirm the write ({e}): retry with the same "
+                    "order_id or refund_id, which settles it exactly once",
+                    "REGIONAL_STORE_NOT_REPLICATED",
+                )
+            )
         except (RedisError, OSError) as e:
             metrics.record_redis_error("regional")
             await context.abort_with_status(
                 validation.rich_status(
                     grpc.StatusCode.UNAVAILABLE,
-                    f"the regional store is unreachable ({e}); nothing was moved, retry",
+                    f"the regional store is unreachable ({e}); retry with the same order_id or refund_id, "
+                    "which settles it exactly once",
                     "REGIONAL_STORE_UNAVAILABLE",
                 )
             )
