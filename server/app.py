@@ -5,9 +5,12 @@ SIGTERM, then leave gracefully."""
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
+import platform
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from redis.exceptions import RedisError
 
+import yibao_core
 from server import audit, metrics, node_key, redis_pipe
 from server.admin import AdminService
 from server.config import Config
@@ -76,13 +80,35 @@ async def _apply(fields: dict[bytes, bytes], state: NodeState, trust: TrustListS
         log.error("unknown event %r in the national stream, ignored", op)
 
 
-async def report_state(store: NationalStore, state: NodeState) -> None:
+async def report_state(store: NationalStore, state: NodeState, regional_up: Callable[[], Awaitable[object]]) -> None:
     while True:
         age = store.since_contact()
         metrics.set_revocation_synced(time.time() - age)
         metrics.set_national_store_up(age <= CONTACT_LOST_S)
         metrics.set_revocations_loaded(len(state.mirror))
+        try:
+            async with asyncio.timeout(0.5):
+                await regional_up()
+            metrics.set_regional_store_up(True)
+        except (RedisError, OSError, TimeoutError):
+            metrics.set_regional_store_up(False)
         await asyncio.sleep(1.0)
+
+
+async def watch_event_loop(every_s: float = 0.25) -> None:
+    """How late the loop wakes a timer: the delay every call on it suffers."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time()
+        await asyncio.sleep(every_s)
+        metrics.record_event_loop_lag(max(0.0, loop.time() - asked - every_s))
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("yibao-verify")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _bind(server: grpc.aio.Server, cfg: Config) -> int:
@@ -100,11 +126,13 @@ def _bind(server: grpc.aio.Server, cfg: Config) -> int:
 async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     """Run until SIGTERM or SIGINT. Raises StoreUnavailable before anything
     else if the national store cannot be reached."""
+    metrics.set_build_info(_version(), yibao_core.__version__, platform.python_version())
     store = NationalStore(
         cfg.redis_url,
         on_error=lambda: metrics.record_redis_error("national"),
         min_replicas=cfg.replicas_for(cfg.redis_url),
         replica_timeout_ms=cfg.replica_timeout_ms,
+        observe=metrics.redis_timer("national"),
     )
     await store.ping()
     regional_url = cfg.regional_redis_url or cfg.redis_url
@@ -134,6 +162,7 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
             slot_key=audit.tag(cfg.region),
             min_replicas=cfg.replicas_for(regional_url),
             replica_timeout_ms=cfg.replica_timeout_ms,
+            observe=metrics.redis_timer("regional"),
         )
         if redis_pipe.supports(regional_url, slot_key=audit.tag(cfg.region))
         else None
@@ -185,8 +214,13 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     tasks = [
         asyncio.create_task(follow(store, state, trust, position)),
         asyncio.create_task(trust.watch_file()),
-        asyncio.create_task(report_state(store, state)),
+        asyncio.create_task(
+            report_state(store, state, regional_pipe.ping if regional_pipe is not None else regional.ping)
+        ),
+        asyncio.create_task(watch_event_loop()),
     ]
+    if cfg.peers:
+        tasks.append(asyncio.create_task(peers.watch_health()))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -6,11 +6,13 @@ institution."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from server import metrics
@@ -98,6 +100,24 @@ class Peers:
             ) from e
         metrics.record_forward(province, "OK")
         return response
+
+    async def watch_health(self, every_s: float = 2.0) -> None:
+        """Ask each peer's grpc.health.v1 every `every_s` and keep
+        yibao_peer_up{peer} in step: the SRE's view of 异地就医 before any
+        patient is turned away."""
+        stubs = {p: health_pb2_grpc.HealthStub(self._channel(p)) for p in sorted(self._cfg.peers)}
+
+        async def check(province: str, stub: health_pb2_grpc.HealthStub) -> None:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=min(1.0, every_s))
+                up = reply.status == health_pb2.HealthCheckResponse.SERVING
+            except grpc.RpcError:
+                up = False
+            metrics.set_peer_up(province, up)
+
+        while True:
+            await asyncio.gather(*(check(p, s) for p, s in stubs.items()))
+            await asyncio.sleep(every_s)
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -41,20 +41,23 @@ _GRPC_TYPES = {
 class _MethodMetrics:
     """The labelled children of one method, and the clock, bound once."""
 
-    __slots__ = ("_labels", "_started", "_done")
+    __slots__ = ("_labels", "_started", "_done", "_in_flight")
 
     def __init__(self, grpc_type: str, service: str, method: str) -> None:
         self._labels = (grpc_type, service, method)
         self._started = metrics.GRPC_STARTED.labels(*self._labels)
+        self._in_flight = metrics.in_flight()
         # code -> (handled counter child, handling-seconds histogram child)
         self._done: dict[grpc.StatusCode, tuple[Any, Any]] = {}
 
     def start(self) -> float:
         self._started.inc()
+        self._in_flight.inc()
         return time.perf_counter()
 
     def finish(self, code: grpc.StatusCode, started: float) -> None:
         elapsed = time.perf_counter() - started
+        self._in_flight.dec()
         handled, seconds = self._done.get(code) or self._children(code)
         handled.inc()
         seconds.observe(elapsed)

@@ -37,7 +37,7 @@ import socket
 import socketserver
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final, Literal
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -47,19 +47,25 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 __all__ = [
     "GRPC_CODES",
+    "in_flight",
     "is_multiprocess",
     "mark_worker_dead",
     "observe_verify_duration",
     "parse_listen",
     "prepare_multiprocess",
     "record_degraded_verifications",
+    "record_event_loop_lag",
     "record_forward",
     "record_redis_error",
     "record_settlement",
     "record_verification",
     "record_verifications",
+    "redis_timer",
     "serve",
+    "set_build_info",
     "set_national_store_up",
+    "set_peer_up",
+    "set_regional_store_up",
     "set_revocation_sync_age",
     "set_revocation_synced",
     "set_revocations_loaded",
@@ -125,7 +131,15 @@ _GAUGES: Final[dict[str, tuple[str, str]]] = {
     # it at scrape time (see _Exposition), so the age keeps growing even when
     # nothing in the node updates it any more (a wedged event loop).
     _SYNC_TS_NAME: ("Unix time the local revocation mirror was last in step with the national store.", "livemin"),
+    # 0 as soon as any live worker cannot reach the regional store (PING each second).
+    "yibao_regional_store_up": ("1 while the regional store answers, 0 while Settle and Refund cannot.", "livemin"),
+    # Summed over workers: the node's calls in progress.
+    "yibao_in_flight_calls": ("gRPC calls started and not answered yet.", "livesum"),
 }
+
+# The event loop's lateness in waking a 0.25 s timer: a blocked loop delays
+# every call the process holds. 1 ms .. 5 s.
+_LAG_BUCKETS: Final = (1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0)
 
 
 class _Core:
@@ -163,6 +177,24 @@ class _Core:
             ("peer", "code"),
         )
         self.redis_errors = Counter("yibao_redis_errors_total", "Failed Redis operations, by store.", ("store",))
+        self.redis_seconds = Histogram(
+            "yibao_redis_command_duration_seconds",
+            "Time from sending a script to its reply (replica acknowledgement included), by store.",
+            ("store",), buckets=_GRPC_BUCKETS,
+        )
+        self.loop_lag = Histogram(
+            "yibao_event_loop_lag_seconds", "How late the event loop woke a 0.25 s timer.", buckets=_LAG_BUCKETS
+        )
+        # Labelled gauges write nothing until a child is set, so unlike the
+        # unlabelled ones they can be created with the rest.
+        self.peer_up = Gauge(
+            "yibao_peer_up", "1 while another province's node answers its health check, by province.", ("peer",),
+            multiprocess_mode="livemin",
+        )
+        self.build_info = Gauge(
+            "yibao_build_info", "Always 1: the versions this node runs.", ("version", "core_version", "python"),
+            multiprocess_mode="livemax",
+        )
         # Known label sets start at 0 so that rate()/increase() see the first error.
         self.redis_children = {s: self.redis_errors.labels(s) for s in ("national", "regional")}
         self.verification_children: dict[tuple[str, int | None, str | None], Counter] = {}
@@ -330,9 +362,35 @@ def record_redis_error(store: Literal["national", "regional"]) -> None:
     child.inc()
 
 
+def redis_timer(store: Literal["national", "regional"]) -> Callable[[float], None]:
+    """The observe() of yibao_redis_command_duration_seconds for `store`."""
+    return _c().redis_seconds.labels(store).observe  # type: ignore[no-any-return]
+
+
+def record_event_loop_lag(seconds: float) -> None:
+    _c().loop_lag.observe(seconds)
+
+
 # --------------------------------------------------------------------------
 # State gauges (set on change, not per call)
 # --------------------------------------------------------------------------
+def set_build_info(version: str, core_version: str, python: str) -> None:
+    _c().build_info.labels(version, core_version, python).set(1)
+
+
+def set_regional_store_up(up: bool) -> None:
+    _set_gauge("yibao_regional_store_up", 1.0 if up else 0.0)
+
+
+def set_peer_up(peer: str, up: bool) -> None:
+    """`peer` is a configured province code: bounded label values."""
+    _c().peer_up.labels(peer).set(1.0 if up else 0.0)
+
+
+def in_flight() -> Gauge:
+    return _gauge("yibao_in_flight_calls")
+
+
 def set_revocations_loaded(n: int) -> None:
     _set_gauge("yibao_revocations_loaded", n)
 

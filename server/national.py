@@ -104,8 +104,9 @@ class NationalStore:
         on_error: Callable[[], None] = lambda: None,
         min_replicas: int = 0,
         replica_timeout_ms: int = 500,
+        observe: Callable[[float], None] | None = None,
     ) -> None:
-        """`min_replicas`: how many replicas must hold a revocation change,
+        """`observe` is given the seconds of each replay script. `min_replicas`: how many replicas must hold a revocation change,
         a trust-list publication or the token key before it is answered
         (WAIT, on a pipe of its own so that a slow replica never delays the
         replay record's script)."""
@@ -132,7 +133,7 @@ class NationalStore:
         self._set_token_key = durable(_SET_TOKEN_KEY)
         # The replay script runs for every batch: on a standalone server it
         # has a pipelined connection of its own (server/redis_pipe.py).
-        self._pipe = redis_pipe.RedisPipe(url, timeout_s=1.0) if redis_pipe.supports(url) else None
+        self._pipe = redis_pipe.RedisPipe(url, timeout_s=1.0, observe=observe) if redis_pipe.supports(url) else None
         self._admit: Callable[..., Awaitable[Any]] = (
             redis_pipe.Script(self._pipe, _ADMIT) if self._pipe is not None else self.redis.register_script(_ADMIT)
         )

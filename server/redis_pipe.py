@@ -38,6 +38,7 @@ import asyncio
 import hashlib
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import hiredis
@@ -118,11 +119,13 @@ class RedisPipe:
         slot_key: str | None = None,
         min_replicas: int = 0,
         replica_timeout_ms: int = 500,
+        observe: Callable[[float], None] | None = None,
     ) -> None:
         """`slot_key`: for a redis+cluster:// URL, a key of the one slot this
         pipe serves. `min_replicas`: how many replicas must hold a durable
         write before it is answered, waiting at most `replica_timeout_ms`
-        (a command's reply is late after `timeout_s` plus twice that)."""
+        (a command's reply is late after `timeout_s` plus twice that).
+        `observe` is given each command's seconds from send to answer."""
         if not supports(url, slot_key=slot_key):
             raise ValueError(
                 f"RedisPipe: unsupported URL {url!r} (redis://, unix://, or redis+cluster:// with a slot_key)"
@@ -159,6 +162,7 @@ class RedisPipe:
         # one sent and not answered yet (what comes after it is held).
         self._wait: asyncio.Future[Any] | None = None
         self._wait_sent: asyncio.Future[Any] | None = None
+        self._observe = observe
         self._transport: asyncio.Transport | None = None
         self._connecting: asyncio.Future[None] | None = None
         # (future, monotonic time sent) per command in flight, oldest first.
@@ -172,13 +176,32 @@ class RedisPipe:
         """Send one command and return its reply."""
         if self._transport is None:
             await self._connect()
-        return await self._send(args)
+        if self._observe is None:
+            return await self._send(args)
+        started = time.perf_counter()
+        try:
+            return await self._send(args)
+        finally:
+            self._observe(time.perf_counter() - started)
+
+    async def ping(self) -> None:
+        """PING the server (for a cluster: the slot's primary)."""
+        await self.execute("PING")
 
     async def execute_durable(self, *args: Any) -> Any:
         """Send one write and return its reply once `min_replicas` replicas
         hold it; NotReplicated when they do not within the replica timeout."""
         if self._transport is None:
             await self._connect()
+        if self._observe is None:
+            return await self._durable(args)
+        started = time.perf_counter()
+        try:
+            return await self._durable(args)
+        finally:
+            self._observe(time.perf_counter() - started)
+
+    async def _durable(self, args: tuple[Any, ...]) -> Any:
         reply = self._send(args)
         if self._min_replicas == 0:
             return await reply
