@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from redis.exceptions import RedisError
 
 import yibao_core
-from server import audit, metrics, node_key, redis_pipe
+from server import audit, metrics, node_key, redis_pipe, tracing
 from server.admin import AdminService
 from server.config import Config
 from server.engine import Batcher, VerifyEngine
@@ -104,6 +104,13 @@ async def watch_event_loop(every_s: float = 0.25) -> None:
         metrics.record_event_loop_lag(max(0.0, loop.time() - asked - every_s))
 
 
+def _tracing(cfg: Config) -> list[grpc.aio.ServerInterceptor]:
+    if not cfg.otel_endpoint:
+        return []
+    tracing.setup(cfg.otel_endpoint, cfg.region)
+    return [tracing.TracingInterceptor()]
+
+
 def _version() -> str:
     try:
         return importlib.metadata.version("yibao-verify")
@@ -152,7 +159,7 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     engine = VerifyEngine(cfg, store, state, token_key)
     batcher = Batcher(engine)
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor()],
+        interceptors=[MetricsInterceptor(access_log=cfg.access_log), *_tracing(cfg)],
         options=[("grpc.so_reuseport", 1 if shared_port else 0)],
     )
     authorizer = Authorizer(insecure=cfg.insecure)
@@ -236,6 +243,7 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     await batcher.close()
     engine.close()
     await peers.close()
+    tracing.shutdown()
     with suppress(RedisError, OSError):
         await store.close()
         await regional.aclose()

@@ -32,10 +32,9 @@ def _run(cfg: config.Config, main: Coroutine[Any, Any, None]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = config.parse(argv)
-    logging.basicConfig(
-        level=os.environ.get("YIBAO_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
-    )
+    from server import logs
+
+    logs.configure(cfg.log_format)
     from server import app, metrics
     from server.national import StoreUnavailable
 

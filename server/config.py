@@ -43,6 +43,9 @@ class Config:
     #: None: 1 for a Redis Cluster, 0 for a standalone server.
     min_replicas: int | None = None
     replica_timeout_ms: int = 500
+    log_format: str = "text"
+    access_log: bool = False
+    otel_endpoint: str | None = None
 
     def replicas_for(self, url: str) -> int:
         """How many replicas must acknowledge a write to the store at `url`."""
@@ -192,6 +195,26 @@ def parser() -> argparse.ArgumentParser:
         default=int(_env("replica-timeout-ms") or d.replica_timeout_ms),
         help="how long a write waits for its replicas (default %(default)s)",
     )
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=_env("log-format") or d.log_format,
+        help="text, or one JSON object per line for a log pipeline (default %(default)s)",
+    )
+    p.add_argument(
+        "--access-log",
+        action="store_true",
+        default=_flag("access-log"),
+        help="log every call: method, status, duration, request_id, institution_code, outcome "
+        "(never a code or a token); off by default, the metrics count every call",
+    )
+    p.add_argument(
+        "--otel-endpoint",
+        default=_env("otel-endpoint") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        metavar="URL",
+        help="send OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://127.0.0.1:4318); "
+        "also OTEL_EXPORTER_OTLP_ENDPOINT; off when not given",
+    )
     return p
 
 
@@ -221,6 +244,9 @@ def parse(argv: Sequence[str] | None = None) -> Config:
         max_staleness_s=a.max_staleness_s,
         event_loop=a.event_loop,
         min_replicas=a.min_replicas,
+        log_format=a.log_format,
+        access_log=a.access_log,
+        otel_endpoint=a.otel_endpoint,
         replica_timeout_ms=a.replica_timeout_ms,
         node_key=a.node_key or Path.home() / ".local" / "state" / "yibao-verify" / f"node-{a.region}.key",
     )

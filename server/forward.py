@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from server import metrics
+from server import metrics, tracing
 from server.config import Config
 from yibao.v1 import admin_pb2_grpc, settlement_pb2_grpc
 
@@ -85,7 +85,7 @@ class Peers:
         remaining = context.time_remaining()
         timeout = DEFAULT_TIMEOUT_S if remaining is None else max(0.05, remaining - 0.05)
         try:
-            response = await rpc(request, timeout=timeout)
+            response = await rpc(request, timeout=timeout, metadata=tracing.forward_metadata())
         except grpc.RpcError as e:
             code = e.code()  # type: ignore[attr-defined]
             metrics.record_forward(province, code)

@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from server import metrics
+from server import logs, metrics
 
 __all__ = ["MetricsInterceptor"]
 
@@ -41,10 +41,11 @@ _GRPC_TYPES = {
 class _MethodMetrics:
     """The labelled children of one method, and the clock, bound once."""
 
-    __slots__ = ("_labels", "_started", "_done", "_in_flight")
+    __slots__ = ("_labels", "_started", "_done", "_in_flight", "_access")
 
-    def __init__(self, grpc_type: str, service: str, method: str) -> None:
+    def __init__(self, grpc_type: str, service: str, method: str, access: bool = False) -> None:
         self._labels = (grpc_type, service, method)
+        self._access = access
         self._started = metrics.GRPC_STARTED.labels(*self._labels)
         self._in_flight = metrics.in_flight()
         # code -> (handled counter child, handling-seconds histogram child)
@@ -55,12 +56,22 @@ class _MethodMetrics:
         self._in_flight.inc()
         return time.perf_counter()
 
-    def finish(self, code: grpc.StatusCode, started: float) -> None:
+    def finish(self, code: grpc.StatusCode, started: float, request: Any = None, response: Any = None) -> None:
         elapsed = time.perf_counter() - started
         self._in_flight.dec()
         handled, seconds = self._done.get(code) or self._children(code)
         handled.inc()
         seconds.observe(elapsed)
+        if self._access:
+            self._log(code, elapsed, request, response)
+
+    def _log(self, code: grpc.StatusCode, elapsed: float, request: Any, response: Any) -> None:
+        fields = logs.access_fields(request, response)
+        method, name = f"{self._labels[1]}/{self._labels[2]}", getattr(code, "name", str(code))
+        logs.ACCESS.info(
+            "%s %s %.1f ms %s", method, name, elapsed * 1000, " ".join(f"{k}={v}" for k, v in fields.items()),
+            extra={"method": method, "grpc_code": name, "duration_ms": round(elapsed * 1000, 3), **fields},
+        )
 
     def _children(self, code: grpc.StatusCode) -> tuple[Any, Any]:
         # getattr: never let an odd code value break the call being counted
@@ -139,12 +150,12 @@ def _wrap_unary_response(behaviour: Callable[..., Any], mm: _MethodMetrics) -> C
             try:
                 response = await behaviour(request, context)
             except asyncio.CancelledError:
-                mm.finish(_code_after_cancel(context), started)
+                mm.finish(_code_after_cancel(context), started, request)
                 raise
             except BaseException:
-                mm.finish(_code_after_error(context), started)
+                mm.finish(_code_after_error(context), started, request)
                 raise
-            mm.finish(_code_after_return(context), started)
+            mm.finish(_code_after_return(context), started, request, response)
             return response
 
         return wrapped
@@ -231,7 +242,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
     grpc_server_handling_seconds for every call. Put it first in the
     server's interceptor list so that it sees what the others reject."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, access_log: bool = False) -> None:
+        """`access_log`: also log every call (server/logs.py)."""
+        self._access = access_log
         # method path -> (the handler returned by the chain, its wrapped form)
         self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
         self._methods: dict[tuple[str, str], _MethodMetrics] = {}
@@ -259,7 +272,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         key = (path, grpc_type)
         mm = self._methods.get(key)
         if mm is None:
-            mm = self._methods[key] = _MethodMetrics(grpc_type, *_split(path))
+            mm = self._methods[key] = _MethodMetrics(grpc_type, *_split(path), access=self._access)
         return mm
 
     def preinitialize(self, services: Iterable[Any]) -> None:
@@ -275,5 +288,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 key = (path, grpc_type)
                 mm = self._methods.get(key)
                 if mm is None:
-                    mm = self._methods[key] = _MethodMetrics(grpc_type, service.full_name, m.name)
+                    mm = self._methods[key] = _MethodMetrics(
+                        grpc_type, service.full_name, m.name, access=self._access
+                    )
                 mm.preinitialize()
