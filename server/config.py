@@ -70,11 +70,18 @@ def _province(text: str) -> str:
     return text
 
 
+# gRPC name-resolver schemes a --peer target may use (several addresses of
+# one province: "ipv4:10.0.0.1:50051,10.0.0.2:50051", or a DNS name).
+_TARGET_SCHEMES = re.compile(r"(dns|ipv4|ipv6|unix|unix-abstract):\S+")
+
+
 def _peer(text: str) -> tuple[str, str]:
-    province, sep, address = text.partition("=")
+    province, sep, target = text.partition("=")
     if not sep:
-        raise argparse.ArgumentTypeError(f"{text!r} is not PROVINCE=HOST:PORT")
-    return _province(province), _address(address)
+        raise argparse.ArgumentTypeError(f"{text!r} is not PROVINCE=HOST:PORT or PROVINCE=TARGET-URI")
+    if _TARGET_SCHEMES.fullmatch(target):
+        return _province(province), target
+    return _province(province), _address(target)
 
 
 def _positive_int(text: str) -> int:
@@ -146,9 +153,11 @@ def parser() -> argparse.ArgumentParser:
         "--peer",
         type=_peer,
         action="append",
-        default=[_peer(x) for x in (_env("peer") or "").split(",") if x],
-        metavar="PROVINCE=HOST:PORT",
-        help="where another province's node is; repeatable (env: comma-separated)",
+        default=[_peer(x) for x in (_env("peer") or "").split(";") if x],
+        metavar="PROVINCE=TARGET",
+        help="where another province's nodes are: HOST:PORT, or a gRPC target URI such as "
+        "dns:///yibao-44.example:50051 or ipv4:10.0.0.1:50051,10.0.0.2:50051 (round robin over them, "
+        "health-checked); repeatable, one per province (env: separated by ';')",
     )
     p.add_argument("--trust-list", type=Path, default=_env("trust-list"), help="trust list JSON file, reloaded when it changes")
     p.add_argument(
@@ -223,6 +232,11 @@ def parse(argv: Sequence[str] | None = None) -> Config:
     a = p.parse_args(argv)
     if not a.insecure and not (a.tls_cert and a.tls_key and a.client_ca):
         p.error("give --tls-cert, --tls-key and --client-ca for mTLS, or --insecure for a plaintext local node")
+    provinces = [province for province, _ in a.peer]
+    for province in sorted({x for x in provinces if provinces.count(x) > 1}):
+        p.error(f"--peer {province}= given twice: list a province's nodes in one target, e.g. ipv4:HOST:PORT,HOST:PORT")
+    if a.region in provinces:
+        p.error(f"--peer {a.region}=...: that is this node's own province (--region)")
     for url in (a.redis_url, a.regional_redis_url or a.redis_url):
         if a.min_replicas and not url.startswith(("redis://", "unix://", CLUSTER_SCHEME)):
             p.error(f"--min-replicas needs a redis://, unix:// or {CLUSTER_SCHEME} store, not {url!r}")

@@ -47,6 +47,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 __all__ = [
     "GRPC_CODES",
+    "forward_timer",
     "in_flight",
     "is_multiprocess",
     "mark_worker_dead",
@@ -63,6 +64,7 @@ __all__ = [
     "redis_timer",
     "serve",
     "set_build_info",
+    "set_circuit_open",
     "set_national_store_up",
     "set_peer_up",
     "set_regional_store_up",
@@ -187,6 +189,14 @@ class _Core:
         )
         # Labelled gauges write nothing until a child is set, so unlike the
         # unlabelled ones they can be created with the rest.
+        self.forward_seconds = Histogram(
+            "yibao_forward_duration_seconds", "Time of calls forwarded to another province's node, by province.",
+            ("peer",), buckets=_GRPC_BUCKETS,
+        )
+        self.circuit_open = Gauge(
+            "yibao_peer_circuit_open", "1 while calls for a province are refused at once after repeated failures.",
+            ("peer",), multiprocess_mode="livemax",
+        )
         self.peer_up = Gauge(
             "yibao_peer_up", "1 while another province's node answers its health check, by province.", ("peer",),
             multiprocess_mode="livemin",
@@ -385,6 +395,15 @@ def set_regional_store_up(up: bool) -> None:
 def set_peer_up(peer: str, up: bool) -> None:
     """`peer` is a configured province code: bounded label values."""
     _c().peer_up.labels(peer).set(1.0 if up else 0.0)
+
+
+def forward_timer(peer: str) -> Callable[[float], None]:
+    """The observe() of yibao_forward_duration_seconds for a configured province."""
+    return _c().forward_seconds.labels(peer).observe  # type: ignore[no-any-return]
+
+
+def set_circuit_open(peer: str, is_open: bool) -> None:
+    _c().circuit_open.labels(peer).set(1.0 if is_open else 0.0)
 
 
 def in_flight() -> Gauge:
