@@ -119,7 +119,7 @@ def _flag(name: str) -> bool:
 def parser() -> argparse.ArgumentParser:
     d = Config()
     p = argparse.ArgumentParser(
-        prog="python -m server",
+        prog="yibao-node",
         description=(
             "A yibao-verify node: verifies medical insurance codes (credential-v1) over gRPC "
             "(yibao.v1.Verifier, Admin), keeps national state in Redis, exports Prometheus "
@@ -127,8 +127,9 @@ def parser() -> argparse.ArgumentParser:
             "e.g. YIBAO_REDIS_URL."
         ),
         epilog=(
-            "Example (local demo, no TLS): python -m server --insecure "
-            "--redis-url redis://127.0.0.1:6379/0 --trust-list trust-list.json"
+            "Example (local demo, no TLS): yibao-node --insecure "
+            "--redis-url redis://127.0.0.1:6379/0 --trust-list trust-list.json "
+            "(from a checkout: python -m server ...)"
         ),
     )
     p.add_argument("--listen", type=_address, default=_env("listen") or d.listen, help="gRPC address (default %(default)s)")
