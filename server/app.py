@@ -104,6 +104,20 @@ async def watch_event_loop(every_s: float = 0.25) -> None:
         metrics.record_event_loop_lag(max(0.0, loop.time() - asked - every_s))
 
 
+async def _serve_health_alone(
+    cfg: Config, servicer: health.aio.HealthServicer, shared_port: bool
+) -> grpc.aio.Server | None:
+    """grpc.health.v1 and nothing else on --health-listen, in plaintext: the
+    same servicer, so it turns NOT_SERVING with the node."""
+    if cfg.health_listen is None:
+        return None
+    probe = grpc.aio.server(options=[("grpc.so_reuseport", 1 if shared_port else 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, probe)
+    probe.add_insecure_port(cfg.health_listen)
+    await probe.start()
+    return probe
+
+
 def _tracing(cfg: Config) -> list[grpc.aio.ServerInterceptor]:
     if not cfg.otel_endpoint:
         return []
@@ -206,6 +220,7 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = _bind(server, cfg)
     await server.start()
+    probe_server = await _serve_health_alone(cfg, health_servicer, shared_port)
     for name in ("", *SERVICES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
@@ -237,6 +252,8 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     log.info("stopping: NOT_SERVING, finishing calls in flight (up to %g s)", cfg.grace_s)
     await health_servicer.enter_graceful_shutdown()
     await server.stop(cfg.grace_s)
+    if probe_server is not None:
+        await probe_server.stop(0)
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -46,6 +46,7 @@ class Config:
     log_format: str = "text"
     access_log: bool = False
     otel_endpoint: str | None = None
+    health_listen: str | None = None
 
     def replicas_for(self, url: str) -> int:
         """How many replicas must acknowledge a write to the store at `url`."""
@@ -219,6 +220,14 @@ def parser() -> argparse.ArgumentParser:
         "(never a code or a token); off by default, the metrics count every call",
     )
     p.add_argument(
+        "--health-listen",
+        type=_address,
+        default=_env("health-listen"),
+        metavar="HOST:PORT",
+        help="also serve grpc.health.v1 alone, in plaintext, on this address: for probes that cannot present "
+        "a client certificate (Kubernetes' gRPC probes); nothing else is served there",
+    )
+    p.add_argument(
         "--otel-endpoint",
         default=_env("otel-endpoint") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
         metavar="URL",
@@ -241,6 +250,8 @@ def parse(argv: Sequence[str] | None = None) -> Config:
     for url in (a.redis_url, a.regional_redis_url or a.redis_url):
         if a.min_replicas and not url.startswith(("redis://", "unix://", CLUSTER_SCHEME)):
             p.error(f"--min-replicas needs a redis://, unix:// or {CLUSTER_SCHEME} store, not {url!r}")
+    if a.workers > 1 and a.health_listen and a.health_listen.endswith(":0"):
+        p.error("--workers above 1 needs a fixed --health-listen port: the processes share it")
     if a.workers > 1 and a.listen.endswith(":0"):
         p.error("--workers above 1 needs a fixed --listen port: the processes share it")
     return Config(
@@ -262,6 +273,7 @@ def parse(argv: Sequence[str] | None = None) -> Config:
         log_format=a.log_format,
         access_log=a.access_log,
         otel_endpoint=a.otel_endpoint,
+        health_listen=a.health_listen,
         replica_timeout_ms=a.replica_timeout_ms,
         node_key=a.node_key or Path.home() / ".local" / "state" / "yibao-verify" / f"node-{a.region}.key",
     )

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server.identity import ADMIN_ROLE
-from server.local import Issuer, Node, Redis
+from server.local import Issuer, Node, Redis, free_port
 from yibao.v1 import admin_pb2, admin_pb2_grpc, common_pb2, verifier_pb2, verifier_pb2_grpc
 
 HOSPITAL = "H44030500001"
@@ -55,6 +56,9 @@ def _creds(pki: Path, who: str | None) -> grpc.ChannelCredentials:
     )
 
 
+HEALTH_PORT = free_port()
+
+
 @pytest.fixture(scope="module")
 def tls_node(pki: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     work = tmp_path_factory.mktemp("tls-node")
@@ -66,7 +70,7 @@ def tls_node(pki: Path, tmp_path_factory: pytest.TempPathFactory):  # type: igno
         issuer.trust_list_path,
         credentials=_creds(pki, "admin"),
         extra=["--tls-cert", str(pki / "server.crt"), "--tls-key", str(pki / "server.key"),
-               "--client-ca", str(pki / "ca.crt")],
+               "--client-ca", str(pki / "ca.crt"), "--health-listen", f"127.0.0.1:{HEALTH_PORT}"],
     )
     try:
         node.start()
@@ -114,3 +118,18 @@ def test_admin_calls_need_the_admin_role(pki: Path, tls_node) -> None:  # type: 
         assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with grpc.secure_channel(node.target, _creds(pki, "admin")) as ch:
         assert admin_pb2_grpc.AdminStub(ch).Revoke(req, timeout=10).credential_id == req.credential_id
+
+
+def test_probes_ask_the_plaintext_health_port_and_find_nothing_else_there(tls_node) -> None:  # type: ignore[no-untyped-def]
+    """--health-listen: what a Kubernetes gRPC probe (no client certificate) can reach."""
+    node, issuer = tls_node
+    with grpc.insecure_channel(f"127.0.0.1:{HEALTH_PORT}") as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        for service in ("", "yibao.v1.Verifier", "yibao.v1.Settlement"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
+        with pytest.raises(grpc.RpcError) as e:
+            verifier_pb2_grpc.VerifierStub(ch).Verify(
+                verifier_pb2.VerifyRequest(code=issuer.issue("3A7C0F19B2D44E8A9C115E6B0D2F4A71", "440300", 2),
+                                           institution_code=HOSPITAL, request_id="probe-port"), timeout=10)  # fmt: skip
+        assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED, "the probe port must serve health and nothing else"
