@@ -23,6 +23,7 @@ import yibao_core
 from server import audit, metrics, node_key, redis_pipe, tracing
 from server.admin import AdminService
 from server.config import Config
+from server.decoding import DecodingInterceptor
 from server.engine import Batcher, VerifyEngine
 from server.identity import Authorizer
 from server.interceptor import MetricsInterceptor
@@ -173,7 +174,7 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     engine = VerifyEngine(cfg, store, state, token_key)
     batcher = Batcher(engine)
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(access_log=cfg.access_log), *_tracing(cfg)],
+        interceptors=[MetricsInterceptor(access_log=cfg.access_log), DecodingInterceptor(), *_tracing(cfg)],
         options=[("grpc.so_reuseport", 1 if shared_port else 0)],
     )
     authorizer = Authorizer(insecure=cfg.insecure)
