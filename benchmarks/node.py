@@ -92,11 +92,11 @@ class Row:
 class Bench:
     """Redis, a node and the peers for one command, stopped at exit."""
 
-    def __init__(self, workdir: Path, workers: int, event_loop: str = "uvloop") -> None:
+    def __init__(self, workdir: Path, workers: int, event_loop: str = "uvloop", node_args: Sequence[str] = ()) -> None:
         self.redis = Redis(workdir / "redis").start()
         self.issuer = Issuer.create(workdir)
         self.event_loop = event_loop
-        extra = ["--event-loop", event_loop, *(["--workers", str(workers)] if workers > 1 else [])]
+        extra = ["--event-loop", event_loop, *(["--workers", str(workers)] if workers > 1 else []), *node_args]
         self.node = Node(workdir, self.redis.url, self.issuer.trust_list_path, extra=extra).start()
         self.peers: subprocess.Popen[str] | None = None
         self.peers_target = ""

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 import yibao_core
 from server import audit, metrics, node_key, redis_pipe, tracing
 from server.admin import AdminService
+from server.admission import AdmissionInterceptor
 from server.config import Config
 from server.decoding import DecodingInterceptor
 from server.engine import Batcher, VerifyEngine
@@ -174,7 +175,12 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     engine = VerifyEngine(cfg, store, state, token_key)
     batcher = Batcher(engine)
     server = grpc.aio.server(
-        interceptors=[MetricsInterceptor(access_log=cfg.access_log), DecodingInterceptor(), *_tracing(cfg)],
+        interceptors=[
+            MetricsInterceptor(access_log=cfg.access_log),
+            DecodingInterceptor(),
+            AdmissionInterceptor(cfg.max_in_flight, cfg.max_in_flight_per_caller),
+            *_tracing(cfg),
+        ],
         options=[("grpc.so_reuseport", 1 if shared_port else 0)],
     )
     authorizer = Authorizer(insecure=cfg.insecure)

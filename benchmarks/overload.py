@@ -1,0 +1,100 @@
+"""The node at twice its capacity, beside the empty grpc.aio unary service
+offered the same load in the same run (issue #12):
+
+    .venv/bin/python benchmarks/overload.py [--max-in-flight 64] [--quick]
+
+1. the node's unary Verify capacity in a closed loop (C calls/s);
+2. an open loop offering 2C calls/s to the node (with --max-in-flight N) and
+   then to the empty service;
+3. a table: what each answered, what the node refused (RESOURCE_EXHAUSTED)
+   and how fast, the latency of what it accepted against the empty
+   service's at the same offered load, and the node's peak memory.
+
+Latency runs from when a call was due (no coordinated omission). Every run
+is bounded in count and time (benchmarks/load.py); loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import load  # noqa: E402
+import machine  # noqa: E402
+from node import QUICK, Bench, Plan, wait_quiet  # noqa: E402
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _refused(r: load.Result) -> int:
+    return sum(n for k, n in r.errors.items() if k.startswith("RESOURCE_EXHAUSTED"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--max-in-flight", type=int, default=64, help="the node's --max-in-flight (default %(default)s)")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: seconds, figures mean nothing")
+    ap.add_argument("--max-load", type=float, default=0.5)
+    ap.add_argument("--wait-quiet", type=float, default=0 if "--quick" in (argv or sys.argv) else 60)
+    args = ap.parse_args(argv)
+    plan = QUICK if args.quick else Plan()
+    note = wait_quiet(args.max_load, args.wait_quiet)
+    with tempfile.TemporaryDirectory(prefix="yibao-overload-") as work:
+        b = Bench(Path(work), 1, node_args=("--max-in-flight", str(args.max_in_flight)))
+        try:
+            assert b.node.proc is not None
+            closed = b.run(b.node_spec("verify", plan, concurrency=plan.unary_concurrency,
+                                       max_codes=plan.codes(plan.unary_codes_per_s)))  # fmt: skip
+            offered = 2 * closed.calls_per_s
+            peak = [_rss_kib(b.node.proc.pid)]
+            stop = threading.Event()
+
+            def sample() -> None:
+                while not stop.is_set():
+                    peak.append(_rss_kib(b.node.proc.pid))  # type: ignore[union-attr]
+                    time.sleep(0.1)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            ours = b.run(b.node_spec("verify", plan, concurrency=1024, rate=offered, max_codes=plan.codes(offered)))
+            stop.set()
+            sampler.join()
+            empty = b.run(b.peer_spec("empty", plan, concurrency=1024, rate=offered, max_codes=load.PEER_POOL))
+        finally:
+            b.stop()
+    refused_per_s = _refused(ours) / (plan.warmup_s + plan.duration_s)
+    print(f"Machine: {machine.describe()}")
+    if note:
+        print(note)
+    print(f"\nNode closed-loop Verify capacity: {closed.calls_per_s:,.0f} calls/s; offered twice that: "
+          f"{offered:,.0f} calls/s; node --max-in-flight {args.max_in_flight}\n")  # fmt: skip
+    print("| at 2x capacity | node | empty grpc.aio service, same offered load |")
+    print("|---|---:|---:|")
+    print(f"| answered OK, calls/s | {ours.calls_per_s:,.0f} | {empty.calls_per_s:,.0f} |")
+    print(f"| refused (RESOURCE_EXHAUSTED), calls/s | {refused_per_s:,.0f} | {_refused(empty)} |")
+    print(f"| other errors | {sum(ours.errors.values()) - _refused(ours)} | "
+          f"{sum(empty.errors.values()) - _refused(empty)} |")  # fmt: skip
+    for q in ("p50", "p99", "max"):
+        print(f"| accepted {q}, ms | {ours.latency_ms[q]:.1f} | {empty.latency_ms[q]:.1f} |")
+    print(f"| node peak RSS, MiB | {max(peak) / 1024:.0f} (at start {peak[0] / 1024:.0f}) | |")
+    print("\nRuns:")
+    for r in (closed, ours, empty):
+        print(f"- {r.summary()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Load shedding: a node takes at most ``--max-in-flight`` calls at once,
+and one caller (institution) at most ``--max-in-flight-per-caller`` of
+them; a call beyond either is refused at once with RESOURCE_EXHAUSTED
+(reason OVERLOADED), before any work, instead of queueing behind the rest
+and answering everyone late. What it does accept it answers within the
+latency it has room for; refusals cost a dictionary look-up.
+
+The per-caller table holds only callers with calls in progress, so it is
+never larger than the in-flight limit, whatever callers send. The caller
+is the request's institution_code (the first of a batch); with mTLS the
+node has already checked that it is the caller's own."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from server.validation import rich_status
+
+__all__ = ["AdmissionInterceptor"]
+
+_STREAMS = "VerifyStream"
+
+
+class _Limits:
+    def __init__(self, total: int, per_caller: int) -> None:
+        self.total, self.per_caller = total, per_caller
+        self.in_flight = 0
+        self.by_caller: dict[str, int] = {}
+
+    def enter(self, caller: str) -> str | None:
+        """None if admitted (then leave() once done), else why not."""
+        if self.in_flight >= self.total:
+            return f"the node is at its limit of {self.total} calls in progress"
+        mine = self.by_caller.get(caller, 0)
+        if mine >= self.per_caller:
+            return f"{caller or 'this caller'} has {mine} calls in progress, the most one caller may have"
+        self.in_flight += 1
+        self.by_caller[caller] = mine + 1
+        return None
+
+    def leave(self, caller: str) -> None:
+        self.in_flight -= 1
+        left = self.by_caller[caller] - 1
+        if left:
+            self.by_caller[caller] = left
+        else:
+            del self.by_caller[caller]
+
+
+def _caller(request: Any) -> str:
+    code = getattr(request, "institution_code", None)
+    if code is None:
+        requests = getattr(request, "requests", None)
+        code = requests[0].institution_code if requests else ""
+    return code[:12] if isinstance(code, str) else ""
+
+
+def _refusal(why: str) -> grpc.Status:
+    return rich_status(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{why}; retry with backoff", "OVERLOADED")
+
+
+class AdmissionInterceptor(grpc.aio.ServerInterceptor):
+    """Limits the unary calls and the streams of the yibao services (health
+    checks and reflection are never refused)."""
+
+    def __init__(self, max_in_flight: int, max_per_caller: int) -> None:
+        self._limits = _Limits(max_in_flight, max_per_caller)
+        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        path = handler_call_details.method
+        if handler is None or not path.startswith("/yibao."):
+            return handler
+        cached = self._cache.get(path)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler)
+        self._cache[path] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        limits = self._limits
+        de, se = handler.request_deserializer, handler.response_serializer
+        if handler.unary_unary is not None and inspect.iscoroutinefunction(handler.unary_unary):
+            unary = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                caller = _caller(request)
+                refused = limits.enter(caller)
+                if refused is not None:
+                    await context.abort_with_status(_refusal(refused))
+                try:
+                    return await unary(request, context)
+                finally:
+                    limits.leave(caller)
+
+            return grpc.unary_unary_rpc_method_handler(unary_unary, de, se)
+        if handler.stream_stream is not None and inspect.isasyncgenfunction(handler.stream_stream):
+            streaming = handler.stream_stream
+
+            async def stream_stream(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                # A stream counts as one call, before its requests are read: the
+                # streams share one caller's allowance.
+                refused = limits.enter(_STREAMS)
+                if refused is not None:
+                    await context.abort_with_status(_refusal(refused))
+                try:
+                    async for response in streaming(requests, context):
+                        yield response
+                finally:
+                    limits.leave(_STREAMS)
+
+            return grpc.stream_stream_rpc_method_handler(stream_stream, de, se)
+        return handler
