@@ -182,6 +182,9 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
             *_tracing(cfg),
         ],
         options=[("grpc.so_reuseport", 1 if shared_port else 0)],
+        # gRPC's own count includes calls not yet handed to a handler: when
+        # the event loop is the bottleneck, those are where a backlog forms.
+        maximum_concurrent_rpcs=cfg.max_in_flight,
     )
     authorizer = Authorizer(insecure=cfg.insecure)
     regional_pipe = (
