@@ -40,6 +40,10 @@ def _now_ms() -> int:
 log = logging.getLogger(__name__)
 
 
+#: Most revocations in one RevokeBatch call.
+MAX_REVOKE_BATCH = 10_000
+
+
 def _reason_name(value: int) -> str:
     name = common_pb2.RevocationReason.Name(value) if value in common_pb2.RevocationReason.values() else ""
     if not name or value == common_pb2.REVOCATION_REASON_UNSPECIFIED:
@@ -164,6 +168,31 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             await self._audit(who, "Revoke", "OK", credential_id=cid, reason=reason)
             log.info("revoked %s (%s)", cid, reason)
             resp = admin_pb2.RevokeResponse(credential_id=cid, reason=request.reason)
+            resp.revoked_at.GetCurrentTime()
+            return resp
+
+        return await self._guard(context, call)
+
+    async def RevokeBatch(  # noqa: N802
+        self, request: admin_pb2.RevokeBatchRequest, context: grpc.aio.ServicerContext
+    ) -> admin_pb2.RevokeBatchResponse:
+        async def call(who: str) -> admin_pb2.RevokeBatchResponse:
+            n = len(request.requests)
+            if not 1 <= n <= MAX_REVOKE_BATCH:
+                raise validation.InvalidArgument("requests", f"{n} revocations; a batch holds 1 to {MAX_REVOKE_BATCH:,}")
+            batch = []
+            for i, r in enumerate(request.requests):
+                cid = validation.credential_id(r.credential_id, f"requests[{i}].credential_id")
+                try:
+                    reason = _reason_name(r.reason)
+                except validation.InvalidArgument as e:
+                    raise validation.InvalidArgument(f"requests[{i}].reason", str(e).partition(": ")[2]) from None
+                batch.append((cid, reason))
+            packed = await self._store.revoke_batch(batch)
+            self._state.apply("revoke_batch", "", packed)
+            await self._audit(who, "RevokeBatch", "OK", count=n, revocations=packed)
+            log.info("revoked %d credentials in one batch", n)
+            resp = admin_pb2.RevokeBatchResponse(revoked=n)
             resp.revoked_at.GetCurrentTime()
             return resp
 

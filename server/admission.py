@@ -55,7 +55,7 @@ def _caller(request: Any) -> str:
     code = getattr(request, "institution_code", None)
     if code is None:
         requests = getattr(request, "requests", None)
-        code = requests[0].institution_code if requests else ""
+        code = getattr(requests[0], "institution_code", "") if requests else ""
     return code[:12] if isinstance(code, str) else ""
 
 

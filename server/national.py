@@ -86,6 +86,14 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'op', 'trust', 'id', ''
 return 1
 """
 
+# KEYS: 1 revoked hash, 2 events. ARGV: 1 maxlen, 2 the batch as
+# "ID:REASON,ID:REASON,...", then id, reason pairs. One event for the batch.
+_REVOKE_BATCH = """
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'op', 'revoke_batch', 'id', '', 'arg', ARGV[2])
+return (#ARGV - 2) / 2
+"""
+
 _SET_TOKEN_KEY = """
 redis.call('SET', KEYS[1], ARGV[1], 'NX')
 return redis.call('GET', KEYS[1])
@@ -130,6 +138,7 @@ class NationalStore:
             return redis_pipe.Script(self._writes, source, durable=True)
 
         self._mutate = durable(_MUTATE)
+        self._revoke_batch = durable(_REVOKE_BATCH)
         self._set_token_key = durable(_SET_TOKEN_KEY)
         # The replay script runs for every batch: on a standalone server it
         # has a pipelined connection of its own (server/redis_pipe.py).
@@ -183,6 +192,16 @@ class NationalStore:
         before = await self._mutate(keys=[REVOKED, WITHDRAWN, EVENTS], args=[op, credential_id, arg, EVENTS_MAXLEN])
         self.touch()
         return before not in (None, 0, b"0")
+
+    async def revoke_batch(self, revocations: Sequence[tuple[str, str]]) -> str:
+        """Record (credential id, reason) pairs in one script with one event;
+        returns the batch as the event carries it (for the local mirror)."""
+        packed = ",".join(f"{cid}:{reason}" for cid, reason in revocations)
+        await self._revoke_batch(
+            keys=[REVOKED, EVENTS], args=[EVENTS_MAXLEN, packed, *(x for pair in revocations for x in pair)]
+        )
+        self.touch()
+        return packed
 
     async def load_mirror(self) -> tuple[yibao_core.RevocationSet, bytes]:
         """A fresh mirror from the hashes and the stream position to follow

@@ -32,6 +32,10 @@ class NodeState:
             mirror.withdraw_channel(credential_id, int(arg))
         elif op == "restore_channel":
             mirror.restore_channel(credential_id, int(arg))
+        elif op == "revoke_batch":  # arg: "ID:REASON,ID:REASON,..."
+            for pair in arg.split(","):
+                cid, _, reason = pair.partition(":")
+                mirror.revoke(cid, reason)
         else:
             return False
         return True

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._cli_common import EXIT_OK, Ctx, ProtocolError, hex32, output_file, province2
+from ._cli_common import EXIT_OK, Ctx, ProtocolError, UsageError, hex32, output_file, province2
 from .convert import format_time, to_dict
 from .der import public_key_pem
 from .enums import (
@@ -77,15 +77,22 @@ def register(sub: argparse._SubParsersAction, net: argparse.ArgumentParser) -> N
         help="revoke a credential (admin)",
         description=REVOKE_HELP,
         formatter_class=raw,
-        epilog="example:\n  yibao revoke 00112233445566778899AABBCCDDEEFF --reason lost\n",
+        epilog="examples:\n  yibao revoke 00112233445566778899AABBCCDDEEFF --reason lost\n"
+        "  yibao revoke --from-file deceased.txt --reason deceased\n",
     )
-    p.add_argument("credential_id", metavar="ID", type=hex32, help="credential number, 32 hex digits")
+    p.add_argument("credential_id", metavar="ID", type=hex32, nargs="?", help="credential number, 32 hex digits")
     p.add_argument(
         "--reason",
         type=str.lower,
         choices=REVOCATION_REASONS,
-        required=True,
-        help="lost (挂失), frozen (冻结), cancelled (注销) or deceased (死亡)",
+        help="lost (挂失), frozen (冻结), cancelled (注销) or deceased (死亡); with --from-file, "
+        "the reason of lines that give none",
+    )
+    p.add_argument(
+        "--from-file",
+        metavar="FILE",
+        help="revoke every credential listed in FILE: one per line, 'ID' or 'ID REASON' ('#' starts a "
+        "comment), sent in batches of 10,000 (Admin.RevokeBatch); safe to run again after a failure",
     )
     p.set_defaults(handler=cmd_revoke, prog=p.prog)
 
@@ -183,7 +190,53 @@ def _channel_label(value: int) -> str:
     return f"{name} ({CHANNEL_WORDS[name]})" if name in CHANNEL_WORDS else name
 
 
+REVOKE_BATCH = 10_000
+
+
+def _revocation_file(path: str, default_reason: str | None) -> list[tuple[int, str, str]]:
+    """(line number, ID, reason) of every entry; UsageError naming the line."""
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            words = line.partition("#")[0].split()
+            if not words:
+                continue
+            try:
+                cid = hex32(words[0])
+            except argparse.ArgumentTypeError as e:
+                raise UsageError(f"{path}:{number}: {e}") from None
+            reason = words[1].lower() if len(words) > 1 else default_reason
+            if reason not in REVOCATION_REASONS or len(words) > 2:
+                raise UsageError(
+                    f"{path}:{number}: expected 'ID' or 'ID REASON' (REASON one of {', '.join(REVOCATION_REASONS)}"
+                    f"{'' if default_reason else '; or give --reason for lines without one'}), got {line.strip()!r}"
+                )
+            out.append((number, cid, reason))
+    return out
+
+
+def _revoke_from_file(ctx: Ctx, args: argparse.Namespace) -> int:
+    entries = _revocation_file(args.from_file, args.reason)
+    done = 0
+    with ctx.client() as client:
+        for start in range(0, len(entries), REVOKE_BATCH):
+            chunk = entries[start : start + REVOKE_BATCH]
+            client.revoke_batch([(cid, reason) for _, cid, reason in chunk])
+            done += len(chunk)
+            if not ctx.json:
+                ctx.fields([("revoked", f"{done:,} of {len(entries):,} (to line {chunk[-1][0]})")])
+    if ctx.json:
+        ctx.emit_json({"revoked": done, "file": args.from_file})
+    return EXIT_OK
+
+
 def cmd_revoke(ctx: Ctx, args: argparse.Namespace) -> int:
+    if (args.credential_id is None) == (args.from_file is None):
+        raise UsageError("give a credential ID, or --from-file FILE")
+    if args.from_file is not None:
+        return _revoke_from_file(ctx, args)
+    if args.reason is None:
+        raise UsageError("--reason is required: lost, frozen, cancelled or deceased")
     with ctx.client() as client:
         r = client.revoke(args.credential_id, args.reason)
     if ctx.json:

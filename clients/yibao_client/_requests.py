@@ -120,6 +120,10 @@ def revoke_request(credential_id: str, reason: str | int) -> admin_pb2.RevokeReq
     )
 
 
+def revoke_batch_request(revocations: Iterable[tuple[str, str | int]]) -> admin_pb2.RevokeBatchRequest:
+    return admin_pb2.RevokeBatchRequest(requests=[revoke_request(cid, reason) for cid, reason in revocations])
+
+
 def restore_request(credential_id: str) -> admin_pb2.RestoreRequest:
     return admin_pb2.RestoreRequest(credential_id=_text("credential_id", credential_id))
 

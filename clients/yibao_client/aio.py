@@ -305,6 +305,18 @@ class AsyncClient:
         )
         return response
 
+    async def revoke_batch(
+        self, revocations: Iterable[tuple[str, str | int]], *, timeout: float | None = None
+    ) -> admin_pb2.RevokeBatchResponse:
+        """See :meth:`yibao_client.Client.revoke_batch`."""
+        response: admin_pb2.RevokeBatchResponse = await self._unary(
+            "/yibao.v1.Admin/RevokeBatch",
+            self.admin_stub.RevokeBatch,
+            rq.revoke_batch_request(revocations),
+            timeout,
+        )
+        return response
+
     async def restore(self, credential_id: str, *, timeout: float | None = None) -> admin_pb2.RestoreResponse:
         """See :meth:`yibao_client.Client.restore`."""
         response: admin_pb2.RestoreResponse = await self._unary(

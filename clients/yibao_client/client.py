@@ -396,6 +396,20 @@ class Client:
         )
         return response
 
+    def revoke_batch(
+        self, revocations: Iterable[tuple[str, str | int]], *, timeout: float | None = None
+    ) -> admin_pb2.RevokeBatchResponse:
+        """Revoke up to 10,000 credentials at once: (credential_id, reason)
+        pairs. All or nothing, and safe to retry (revoking again records the
+        reason again)."""
+        response: admin_pb2.RevokeBatchResponse = self._unary(
+            "/yibao.v1.Admin/RevokeBatch",
+            self.admin_stub.RevokeBatch,
+            rq.revoke_batch_request(revocations),
+            timeout,
+        )
+        return response
+
     def restore(self, credential_id: str, *, timeout: float | None = None) -> admin_pb2.RestoreResponse:
         """Lift a revocation. Idempotent, so safe to retry (a retry may report
         was_revoked=False)."""
