@@ -135,6 +135,10 @@ def _sample(fed: Federation) -> None:
         f"{settlement_pb2.SettleOutcome.Name(settled.outcome)} by province {settled.settled_region}, "
         f"balance {settled.balance_after_fen / 100:.2f} yuan"
     )
+    # Asked at any province's node, the account is read where it lives.
+    asked = fed.provinces[-1]
+    print(f"try: .venv/bin/yibao --insecure --target {fed.nodes[asked].target} account show "
+          f"--region {SAMPLE_REGION6[home]} {cid}")  # fmt: skip
 
 
 if __name__ == "__main__":

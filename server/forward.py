@@ -10,12 +10,16 @@ What keeps a province's trouble from becoming this node's:
   the province's nodes, and gRPC's client-side health checking
   (grpc.health.v1, which every node serves) leaves out a node that is not
   SERVING, a node draining for shutdown included.
-- Retries: every forwarded method is idempotent (Settle by order_id, Refund
-  by refund_id, OpenAccount returns an existing account unchanged,
-  SetAccountStatus sets a state, the rest read), so gRPC retries UNAVAILABLE
-  up to 3 attempts with randomised exponential backoff, within the caller's
-  deadline, and under a retry budget (``retryThrottling``: retries stop
-  while more than about one call in ten fails).
+- Retries, only of the idempotent methods (_RETRIED): Settle by its
+  order_id, Refund by its refund_id, OpenAccount (it creates an account only
+  if there is none: a retry never changes one, though its ``created`` may
+  read false), and the reads. gRPC retries UNAVAILABLE up to 3 attempts with
+  randomised exponential backoff, within the caller's deadline, and under a
+  retry budget (``retryThrottling``, a token bucket per peer: retries stop
+  while more than about one call in ten fails). SetAccountStatus is not
+  retried: it sets a state, so a retry landing after another operator's
+  change in between would undo it (and audit the change twice); its caller
+  sees the UNAVAILABLE and decides.
 - A circuit breaker per province (server/breaker.py): after 5 failures in a
   row the province is cut off for 5 s and its calls answer UNAVAILABLE at
   once, then one call probes it.
@@ -47,13 +51,17 @@ FORWARDED_BY = "x-yibao-forwarded-by"
 # Failures that say the peer is not serving; a business refusal
 # (INVALID_ARGUMENT, PERMISSION_DENIED...) says it is.
 _PEER_FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+_RETRIED = (
+    *(("yibao.v1.Settlement", m) for m in ("Settle", "PreSettle", "Refund", "GetSettlement")),
+    *(("yibao.v1.Admin", m) for m in ("OpenAccount", "GetAccount", "ReadAudit", "GetNodeKey")),
+)
 _SERVICE_CONFIG = json.dumps(
     {
         "loadBalancingConfig": [{"round_robin": {}}],
         "healthCheckConfig": {"serviceName": ""},
         "methodConfig": [
             {
-                "name": [{"service": "yibao.v1.Settlement"}, {"service": "yibao.v1.Admin"}],
+                "name": [{"service": service, "method": method} for service, method in _RETRIED],
                 "retryPolicy": {
                     "maxAttempts": 3,
                     "initialBackoff": "0.05s",
