@@ -319,7 +319,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
             province = request.region or self._region
             if province != self._region:
                 if province not in self._peers.provinces:
-                    raise validation.InvalidArgument("region", f"{province!r}: no node is known for that province")
+                    raise validation.InvalidArgument("region", f"{province[:40]!r}: no node is known for that province")
                 return await self._peers.call(province, self._peers.admin(province).ReadAudit, request, context)
             count = request.count or 100
             if not 1 <= count <= 10_000:
@@ -344,7 +344,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         try:
             if request.region and request.region != self._region:
                 if request.region not in self._peers.provinces:
-                    raise validation.InvalidArgument("region", f"{request.region!r}: no node is known for that province")
+                    raise validation.InvalidArgument("region", f"{request.region[:40]!r}: no node is known for that province")
                 return await self._peers.call(
                     request.region, self._peers.admin(request.region).GetNodeKey, request, context
                 )

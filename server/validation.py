@@ -19,9 +19,15 @@ MAX_CODE_CHARS = 4096
 MAX_BATCH = 1000
 _INSTITUTION = re.compile(r"[HP]\d{11}")
 _CREDENTIAL_ID = re.compile(r"[0-9A-Fa-f]{32}")
+# An error message quotes what the client sent; cut it short, or a status
+# quoting a megabyte field outgrows gRPC's limit on trailing metadata and the
+# client gets RESOURCE_EXHAUSTED instead of the answer.
+MAX_MESSAGE_CHARS = 400
 
 
 def rich_status(code: grpc.StatusCode, message: str, reason: str, **metadata: str) -> grpc.Status:
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
     info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata)
     detail = any_pb2.Any()
     detail.Pack(info)

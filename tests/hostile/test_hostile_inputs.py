@@ -164,6 +164,9 @@ def test_extremes_and_huge_fields_are_invalid_argument_and_change_nothing(node) 
             "Revoke id 1M": lambda: admin.Revoke(admin_pb2.RevokeRequest(credential_id="A" * 1_000_000, reason=1), timeout=10),
             "Revoke reason 2^31-1": lambda: admin.Revoke(admin_pb2.RevokeRequest(credential_id=cid, reason=2**31 - 1),
                                                          timeout=10),
+            # An error quoting a 1 MB field must still fit gRPC's trailers (found by the hostile branch).
+            "GetNodeKey region 1M": lambda: admin.GetNodeKey(admin_pb2.GetNodeKeyRequest(region="9" * 1_000_000), timeout=10),
+            "ReadAudit region 1M": lambda: admin.ReadAudit(admin_pb2.ReadAuditRequest(region="9" * 1_000_000), timeout=10),
         }  # fmt: skip
         for name, call in calls.items():
             with pytest.raises(grpc.RpcError) as e:
