@@ -135,7 +135,7 @@ def test_containerfile_runs_the_console_script_on_the_ports_it_exposes() -> None
                        ["containers"][0]["ports"]}  # fmt: skip
     assert exposed == container_ports
     assert re.search(r"^USER \d+", text, re.M), "the node runs as an unprivileged user"
-    assert "scripts/gen-protos" in text, "the stubs are generated before the wheel is built"
+    assert re.search(r"^ && maturin build --release --out /wheels", text, re.M), "stage one builds the node's wheel"
 
 
 @pytest.mark.parametrize("option", ["--health-listen", "--min-replicas", "--peer", "--log-format"])
