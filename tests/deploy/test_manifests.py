@@ -139,6 +139,8 @@ def test_containerfile_runs_the_console_script_on_the_ports_it_exposes() -> None
                        ["containers"][0]["ports"]}  # fmt: skip
     assert exposed == container_ports
     assert re.search(r"^USER \d+", text, re.M), "the node runs as an unprivileged user"
+    ignored = set((REPO / ".dockerignore").read_text().split())
+    assert {".venv", "target"} <= ignored, "the build context leaves out the virtualenv and Rust's output"
     assert re.search(r"^ && maturin build --release --out /wheels", text, re.M), "stage one builds the node's wheel"
 
 
