@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import os
 import shutil
@@ -33,8 +32,6 @@ def _run(cfg: config.Config, main: Coroutine[Any, Any, None]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = config.parse(argv)
-    if importlib.util.find_spec("yibao") is None:
-        _fail("the gRPC stubs (package yibao.v1) are missing: run scripts/gen-protos before building or installing")
     from server import logs
 
     logs.configure(cfg.log_format)

@@ -54,19 +54,23 @@ def test_kustomization_lists_every_manifest() -> None:
     assert listed == {f.name for f in K8S.glob("*.yaml")} - {"kustomization.yaml"}
 
 
-def test_every_variable_is_an_option_the_node_has_and_parses() -> None:
+def test_every_variable_is_an_option_the_node_has_and_parses(monkeypatch: pytest.MonkeyPatch) -> None:
     env = _node_env()
     deployment = _one("Deployment", "yibao-node")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     names = set(env) | {e["name"] for e in container.get("env", [])}
     assert names - _env_names() == set(), "variables no option reads"
-    for peer in env["YIBAO_PEER"].split(";"):
-        config._peer(peer)  # raises on a target the node would refuse
-    args = ["--listen", env["YIBAO_LISTEN"], "--metrics-listen", env["YIBAO_METRICS_LISTEN"],
-            "--health-listen", env["YIBAO_HEALTH_LISTEN"], "--insecure"]  # fmt: skip
-    cfg = config.parse(args)
+    # The node's own parser over the ConfigMap as its environment: a value
+    # it would refuse (a --peer target, an address, a store URL) fails here.
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cfg = config.parse([])
+    assert not cfg.insecure and cfg.tls_cert and cfg.client_ca, "a province's node serves mTLS"
     assert cfg.health_listen == env["YIBAO_HEALTH_LISTEN"]
-    assert int(env["YIBAO_MIN_REPLICAS"]) >= 1, "the province's cluster must acknowledge payments on a replica"
+    assert set(cfg.peers) == {p.split("=", 1)[0] for p in env["YIBAO_PEER"].split(";")}
+    assert all(target.startswith("dns:///") for target in cfg.peers.values()), "peers resolve to every pod"
+    assert cfg.workers == int(container["resources"]["requests"]["cpu"]), "one worker per requested core"
+    assert cfg.replicas_for(cfg.regional_redis_url or cfg.redis_url) >= 1, "the province's cluster must acknowledge payments on a replica"
 
 
 def test_ports_probes_and_services_match_the_node() -> None:
@@ -135,7 +139,9 @@ def test_containerfile_runs_the_console_script_on_the_ports_it_exposes() -> None
                        ["containers"][0]["ports"]}  # fmt: skip
     assert exposed == container_ports
     assert re.search(r"^USER \d+", text, re.M), "the node runs as an unprivileged user"
-    assert "scripts/gen-protos" in text, "the stubs are generated before the wheel is built"
+    ignored = set((REPO / ".dockerignore").read_text().split())
+    assert {".venv", "target"} <= ignored, "the build context leaves out the virtualenv and Rust's output"
+    assert re.search(r"^ && maturin build --release --out /wheels", text, re.M), "stage one builds the node's wheel"
 
 
 @pytest.mark.parametrize("option", ["--health-listen", "--min-replicas", "--peer", "--log-format"])
