@@ -57,6 +57,16 @@ class Config:
         return 1 if url.startswith(CLUSTER_SCHEME) else 0
 
 
+def _otel_env_endpoint() -> str | None:
+    """OpenTelemetry's own variables: OTEL_EXPORTER_OTLP_ENDPOINT, unless
+    OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true turn traces off."""
+    if os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return None
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    return os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
+
+
 def _env(name: str) -> str | None:
     return os.environ.get("YIBAO_" + name.upper().replace("-", "_"))
 
@@ -245,10 +255,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--otel-endpoint",
-        default=_env("otel-endpoint") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        default=_env("otel-endpoint") or _otel_env_endpoint(),
         metavar="URL",
         help="send OpenTelemetry traces over OTLP/HTTP to this collector (e.g. http://127.0.0.1:4318); "
-        "also OTEL_EXPORTER_OTLP_ENDPOINT; off when not given",
+        "also OTEL_EXPORTER_OTLP_ENDPOINT (unless OTEL_TRACES_EXPORTER=none or OTEL_SDK_DISABLED=true); "
+        "off when not given",
     )
     return p
 

@@ -109,8 +109,15 @@ OVERVIEW: tuple[Row, ...] = (
                          f"or sum by (peer) (rate(yibao_forward_requests_total{{{SEL}}}[$__rate_interval])) * 0) "
                          f"/ sum by (peer) (rate(yibao_forward_requests_total{{{SEL}}}[$__rate_interval]))"),
         ), unit="percentunit", main=True),
+        Panel("Forwarded call p99 by peer", (
+            ("{{peer}}", "histogram_quantile(0.99, sum by (peer, le) "
+                         f"(rate(yibao_forward_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))"),
+        ), unit="s", main=True),
         Panel("Peer provinces up", (
             ("{{peer}} seen by {{instance}}", f"yibao_peer_up{{{SEL}}}"),
+        ), main=True),
+        Panel("Peer circuit open (calls refused at once)", (
+            ("{{peer}} at {{instance}}", f"yibao_peer_circuit_open{{{SEL}}}"),
         ), main=True),
     )),
     Row("Stores and state", (

@@ -148,6 +148,15 @@ def _traffic(node: Node, issuer: Issuer) -> None:
             settlement.Refund(settlement_pb2.RefundRequest(
                 settlement_id=settled.settlement_id, refund_id=f"r{n}", amount_fen=500,
                 institution_code=GD_HOSPITAL), timeout=10)  # fmt: skip
+        # Insured in province 65, whose node does not answer: UNAVAILABLE, for
+        # the forwarding panels and the peer alert.
+        xinjiang = verify(issuer.issue(os.urandom(16).hex().upper(), "650102", 2), "xj")
+        assert xinjiang.outcome == verifier_pb2.OUTCOME_VALID, xinjiang
+        with pytest.raises(grpc.RpcError) as refused:
+            settlement.Settle(settlement_pb2.SettleRequest(
+                ec_token=xinjiang.ec_token, institution_code=GD_HOSPITAL, order_id="o-xj", total_fen=3000,
+                account_pay_fen=2000), timeout=10)  # fmt: skip
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value
         assert verify("not a code", "junk").outcome == verifier_pb2.OUTCOME_MALFORMED
         with pytest.raises(grpc.RpcError):  # a call the node refuses, for the error panels
             verify("x", "")
@@ -187,6 +196,8 @@ def test_dashboards_and_alerts_against_a_live_prometheus(nodes, tmp_path: Path) 
 
         # An unreachable peer province, and then the national store killed.
         prom.until_alert("YibaoPeerProvinceDown", peer="65")
+        failed = prom.query('sum(yibao_forward_requests_total{peer="65",code="UNAVAILABLE"})')["data"]["result"]
+        assert failed and float(failed[0]["value"][1]) >= 1, f"the call forwarded to 65 is not counted: {failed}"
         national.kill()
         alert = prom.until_alert("YibaoNationalStoreDown")
         assert alert["state"] in ("pending", "firing")

@@ -47,6 +47,20 @@ def test_json_access_log_names_calls_and_never_holds_a_credential(tmp_path: Path
                 verifier.Verify(verifier_pb2.VerifyRequest(code=code, institution_code="X1", request_id="req-bad"),
                                 timeout=10)  # fmt: skip
             assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            # A code too long to check is refused naming the field: its value stays out of the log too.
+            oversized = code + "A" * 5000
+            secrets.append(oversized[-100:])
+            with pytest.raises(grpc.RpcError) as long:
+                verifier.Verify(verifier_pb2.VerifyRequest(code=oversized, institution_code=HOSPITAL,
+                                                           request_id="req-long"), timeout=10)  # fmt: skip
+            assert long.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            batch_codes = [issuer.issue(os.urandom(16).hex().upper(), "440300", 2) for _ in range(3)]
+            secrets += batch_codes
+            batch = verifier.VerifyBatch(verifier_pb2.VerifyBatchRequest(requests=[
+                verifier_pb2.VerifyRequest(code=c, institution_code=HOSPITAL, request_id=f"req-b{i}")
+                for i, c in enumerate(batch_codes)]), timeout=10)  # fmt: skip
+            assert [r.outcome for r in batch.responses] == [verifier_pb2.OUTCOME_VALID] * 3
+            secrets += [r.ec_token for r in batch.responses]
     finally:
         node.stop()
         redis.stop()
@@ -65,4 +79,7 @@ def test_json_access_log_names_calls_and_never_holds_a_credential(tmp_path: Path
     assert access["req-again"]["outcome"] == "OUTCOME_REPLAYED"
     assert access["order-1"]["outcome"] == "SETTLE_OUTCOME_SETTLED"
     assert access["req-bad"]["grpc_code"] == "INVALID_ARGUMENT"
+    assert access["req-long"]["grpc_code"] == "INVALID_ARGUMENT"
+    batches = [x for x in lines if x.get("method") == "yibao.v1.Verifier/VerifyBatch"]
+    assert len(batches) == 1 and batches[0]["requests"] == 3 and batches[0]["grpc_code"] == "OK", batches
     assert all(isinstance(x["duration_ms"], float) for x in access.values())

@@ -1,7 +1,7 @@
 """deploy/prometheus and deploy/grafana as CI checks them: promtool accepts
-the rules and passes their unit tests, every alert has a firing unit test,
-a severity and a runbook entry that exists, and the dashboards' JSON is what
-their generator writes."""
+the rules and passes their unit tests, every alert has a firing and a quiet
+unit test, a severity, a summary, a description and a runbook entry that
+exists, and the dashboards' JSON is what their generator writes."""
 
 from __future__ import annotations
 
@@ -49,17 +49,15 @@ def test_promtool_unit_tests_pass() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_every_alert_has_a_firing_unit_test() -> None:
+def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
     tests = yaml.safe_load(UNIT_TESTS.read_text())["tests"]
-    fired = {
-        case["alertname"]
-        for t in tests
-        for case in t.get("alert_rule_test", [])
-        if case.get("exp_alerts")
-    }
+    cases = [case for t in tests for case in t.get("alert_rule_test", [])]
+    fired = {case["alertname"] for case in cases if case.get("exp_alerts")}
+    quiet = {case["alertname"] for case in cases if case.get("exp_alerts") == []}
     names = {a["alert"] for a in _alerts()}
     assert REQUIRED <= names
     assert names - fired == set(), "alerts no unit test sees firing"
+    assert names - quiet == set(), "alerts no unit test sees staying quiet"
     severities = {a["labels"]["severity"] for a in _alerts() if a["alert"] == "YibaoVerifyErrorBudgetBurn"}
     assert severities == {"page", "ticket"}, "the burn-rate alert pages fast burns and tickets slow ones"
 
@@ -78,6 +76,8 @@ def test_every_alert_has_a_severity_and_a_runbook_entry() -> None:
     anchors = _anchors(RUNBOOK.read_text())
     for alert in _alerts():
         assert alert["labels"].get("severity") in {"page", "ticket"}, alert["alert"]
+        for key in ("summary", "description", "runbook_url"):
+            assert alert["annotations"].get(key), f"{alert['alert']}: no annotation {key}"
         url = alert["annotations"]["runbook_url"]
         page, _, anchor = url.partition("#")
         assert page == "docs/operations.md" and anchor in anchors, f"{alert['alert']}: {url} names no runbook entry"

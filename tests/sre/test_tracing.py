@@ -1,7 +1,8 @@
 """OpenTelemetry tracing across a forwarded call: two real nodes export
 their spans over OTLP/HTTP to a collector in this test (a real HTTP server
 decoding the real protobuf export), and the Settle of a person insured in
-Beijing, made at a Guangdong hospital, is one trace over both nodes."""
+Beijing, made at a Guangdong hospital, is one trace over both nodes. And
+OpenTelemetry's own variables turn it on and off as their specification says."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from server import config
 from server.local import Issuer, Node, Redis, free_port
 from yibao.v1 import admin_pb2, admin_pb2_grpc, settlement_pb2, settlement_pb2_grpc, verifier_pb2, verifier_pb2_grpc
 
@@ -102,3 +105,23 @@ def test_a_forwarded_settle_is_one_trace_over_both_provinces(tmp_path: Path) -> 
     assert bj[0][2] == gd[0][2], "the two provinces' spans are not one trace"
     assert bj[0][4] == gd[0][3], "Beijing's span is not the child of Guangdong's"
     assert gd[0][4] == b"", "the HIS sent no trace context: Guangdong's span is the root"
+
+
+@pytest.mark.parametrize(
+    ("env", "want"),
+    [
+        ({}, None),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, "http://127.0.0.1:4318"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_EXPORTER": "none"}, None),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_SDK_DISABLED": "true"}, None),
+        ({"YIBAO_OTEL_ENDPOINT": "http://127.0.0.1:9999", "OTEL_TRACES_EXPORTER": "none"}, "http://127.0.0.1:9999"),
+    ],
+)
+def test_opentelemetry_variables_turn_tracing_on_and_off(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], want: str | None
+) -> None:
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_SDK_DISABLED", "YIBAO_OTEL_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert config.parse(["--insecure", "--redis-url", "redis://127.0.0.1:6379/0"]).otel_endpoint == want
