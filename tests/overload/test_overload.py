@@ -45,13 +45,17 @@ def test_beyond_its_limit_the_node_sheds_fast_and_recovers(tmp_path: Path) -> No
         with node.channel() as ch:
             stub = verifier_pb2_grpc.VerifierStub(ch)
             while not stop.is_set():
+                # A burst of 16 on top of the load: more than the 8 slots by itself.
                 started = time.monotonic()
-                try:
-                    stub.Verify(verifier_pb2.VerifyRequest(code="x", institution_code=HOSPITAL, request_id="p"),
-                                timeout=10)  # fmt: skip
-                except grpc.RpcError as e:
-                    if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
-                        shed_latencies.append(time.monotonic() - started)
+                burst = [stub.Verify.future(verifier_pb2.VerifyRequest(code="x", institution_code=HOSPITAL,
+                                                                        request_id=f"p{i}"), timeout=10)
+                         for i in range(16)]  # fmt: skip
+                for call in burst:
+                    try:
+                        call.result()
+                    except grpc.RpcError as e:
+                        if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                            shed_latencies.append(time.monotonic() - started)
                 rss.append(_rss_kib(node.proc.pid))  # type: ignore[union-attr]
                 time.sleep(0.05)
 
