@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import sys
 import tempfile
@@ -61,8 +62,6 @@ async def load_today(server: Redis, ids: int, seed: bytes) -> float:
 
 def _ids(seed: bytes, start: int, count: int) -> list[bytes]:
     """Deterministic random-looking ids, so both layouts hold the same set."""
-    import hashlib
-
     return [hashlib.blake2b(i.to_bytes(8, "little"), digest_size=16, key=seed).digest() for i in range(start, start + count)]
 
 
