@@ -33,13 +33,23 @@ pub struct Verdict {
     /// Present unless step 1 failed.
     pub credential: Option<Credential>,
     pub revocation_reason: Option<Reason>,
+    /// Step 6 met the snapshot's "maybe": the outcome is what it is if the
+    /// national store says the id is not revoked, REVOKED if it says it is.
+    /// Step 7 is left to the caller, after it asked.
+    pub revocation_unconfirmed: bool,
     /// Why step 1 failed, for logs; empty otherwise.
     pub why: String,
 }
 
 impl Verdict {
     fn of(outcome: Outcome, credential: Credential) -> Self {
-        Self { outcome, credential: Some(credential), revocation_reason: None, why: String::new() }
+        Self {
+            outcome,
+            credential: Some(credential),
+            revocation_reason: None,
+            revocation_unconfirmed: false,
+            why: String::new(),
+        }
     }
 }
 
@@ -75,7 +85,9 @@ fn check_stateless(code: &[u8], ctx: &Context<'_>) -> Verdict {
     // Step 1.
     let c = match credential::decode(code) {
         Ok(c) => c,
-        Err((outcome, why)) => return Verdict { outcome, credential: None, revocation_reason: None, why },
+        Err((outcome, why)) => {
+            return Verdict { outcome, credential: None, revocation_reason: None, revocation_unconfirmed: false, why }
+        }
     };
     // Step 2: keys that carry this id; step 3: those in force when issued.
     let mut known = false;
@@ -121,6 +133,11 @@ fn check_stateless(code: &[u8], ctx: &Context<'_>) -> Verdict {
                 return v;
             }
             Standing::ChannelWithdrawn => return Verdict::of(Outcome::ChannelRevoked, c),
+            Standing::Unconfirmed { withdrawn } => {
+                let mut v = Verdict::of(if withdrawn { Outcome::ChannelRevoked } else { Outcome::Valid }, c);
+                v.revocation_unconfirmed = true;
+                return v;
+            }
         }
     }
     Verdict::of(Outcome::Valid, c)
@@ -128,7 +145,9 @@ fn check_stateless(code: &[u8], ctx: &Context<'_>) -> Verdict {
 
 /// Step 7, for a code that passed everything else.
 fn admit(mut v: Verdict, ctx: &Context<'_>, retry_key: Option<&[u8]>) -> Verdict {
-    let (Some(guard), Outcome::Valid, Some(c)) = (ctx.replay, v.outcome, v.credential.as_ref()) else {
+    let (Some(guard), Outcome::Valid, Some(c), false) =
+        (ctx.replay, v.outcome, v.credential.as_ref(), v.revocation_unconfirmed)
+    else {
         return v;
     };
     let dead_at = c.expires_at_ms().saturating_add(ctx.skew_ms);

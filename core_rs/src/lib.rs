@@ -4,13 +4,14 @@
 //! Pure and synchronous: SM2/SM3 ([`sm`], the reference on RustCrypto;
 //! [`sm2fast`], verification specialised to the curve with tables per key), Base45 ([`base45`]), the code's
 //! bytes ([`credential`]), the trust list ([`trust`]), the state the checks
-//! consult ([`revocation`], [`replay`]) and the checks in order ([`check`]).
+//! consult ([`revocation`] over a [`fuse`] filter snapshot, [`replay`]) and the checks in order ([`check`]).
 //! The Python binding is behind the `python` feature.
 
 pub mod base45;
 pub mod check;
 pub mod credential;
 pub mod error;
+pub mod fuse;
 pub mod outcome;
 pub mod replay;
 pub mod revocation;

@@ -12,9 +12,10 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString, PyTuple};
 use crate::check::{Context, Verdict};
 use crate::credential::{self, Fields};
 use crate::error::CoreError;
+use crate::fuse::{self, FuseFilter};
 use crate::outcome::Outcome;
 use crate::replay::{Admission, ReplayGuard as CoreReplayGuard};
-use crate::revocation::{CredentialId, Reason, RevocationSet as CoreRevocationSet};
+use crate::revocation::{CredentialId, Lookup, Reason, RevocationSet as CoreRevocationSet};
 use crate::sm::{self, PrivateKey, PublicKey};
 use crate::sm2fast::SigningKey as CoreSigningKey;
 use crate::trust::TrustList as CoreTrustList;
@@ -197,8 +198,44 @@ struct RevocationSet {
 #[pymethods]
 impl RevocationSet {
     #[new]
-    fn new() -> Self {
-        Self { inner: Arc::new(CoreRevocationSet::new()) }
+    #[pyo3(signature = (snapshot = None, *, withdrawals_from = None))]
+    fn new(py: Python<'_>, snapshot: Option<std::path::PathBuf>, withdrawals_from: Option<&Self>) -> PyResult<Self> {
+        let Some(path) = snapshot else {
+            if withdrawals_from.is_some() {
+                return Err(PyValueError::new_err("withdrawals_from: only with a snapshot"));
+            }
+            return Ok(Self { inner: Arc::new(CoreRevocationSet::new()) });
+        };
+        let filter =
+            py.detach(|| FuseFilter::open(&path)).map_err(|e| PyValueError::new_err(format!("snapshot: {e}")))?;
+        let old = withdrawals_from.map(|s| &*s.inner);
+        Ok(Self { inner: Arc::new(CoreRevocationSet::over_snapshot(Arc::new(filter), old)) })
+    }
+
+    /// Ids in the snapshot (0 without one).
+    #[getter]
+    fn snapshot_ids(&self) -> u64 {
+        self.inner.snapshot().map_or(0, FuseFilter::ids)
+    }
+
+    /// Bytes of the mapped snapshot file (0 without one).
+    #[getter]
+    fn snapshot_bytes(&self) -> usize {
+        self.inner.snapshot().map_or(0, FuseFilter::bytes)
+    }
+
+    #[getter]
+    fn delta_len(&self) -> usize {
+        self.inner.delta_len()
+    }
+
+    fn revoke_records(&self, py: Python<'_>, records: &[u8]) -> PyResult<usize> {
+        py.detach(|| self.inner.revoke_records(records)).map_err(|i| {
+            PyValueError::new_err(format!(
+                "records[{i}]: {} bytes are not whole 17-byte records of an id and a reason code (L, F, C, D)",
+                records.len()
+            ))
+        })
     }
 
     fn revoke(&self, credential_id: &Bound<'_, PyAny>, reason: &str) -> PyResult<()> {
@@ -226,7 +263,10 @@ impl RevocationSet {
     }
 
     fn reason(&self, credential_id: &Bound<'_, PyAny>) -> PyResult<Option<&'static str>> {
-        Ok(self.inner.reason(&self::credential_id(credential_id, "credential_id")?).map(Reason::name))
+        Ok(match self.inner.lookup(&self::credential_id(credential_id, "credential_id")?) {
+            Lookup::Known(reason) => reason.map(Reason::name),
+            Lookup::Unconfirmed => Some("UNCONFIRMED"),
+        })
     }
 
     fn withdraw_channel(&self, credential_id: &Bound<'_, PyAny>, channel: i64) -> PyResult<()> {
@@ -328,6 +368,7 @@ struct CheckResult {
     nonce: Option<String>,
     family: Option<bool>,
     revocation_reason: Option<&'static str>,
+    revocation_unconfirmed: bool,
 }
 
 impl From<Verdict> for CheckResult {
@@ -348,6 +389,7 @@ impl From<Verdict> for CheckResult {
             nonce: c.map(|c| hex::encode_upper(c.nonce)),
             family: c.map(credential::Credential::family),
             revocation_reason: v.revocation_reason.map(Reason::name),
+            revocation_unconfirmed: v.revocation_unconfirmed,
         }
     }
 }
@@ -370,6 +412,7 @@ impl CheckResult {
         d.set_item("nonce", &self.nonce)?;
         d.set_item("family", self.family)?;
         d.set_item("revocation_reason", self.revocation_reason)?;
+        d.set_item("revocation_unconfirmed", self.revocation_unconfirmed)?;
         Ok(d)
     }
 
@@ -487,6 +530,23 @@ fn py_issue(
     .map_err(PyErr::from)
 }
 
+/// Build the revocation snapshot's filter file from concatenated 16-byte ids.
+#[pyfunction]
+fn build_revocation_snapshot(py: Python<'_>, credential_ids: &[u8], path: std::path::PathBuf) -> PyResult<u64> {
+    if credential_ids.len() % 16 != 0 {
+        return Err(PyValueError::new_err(format!(
+            "credential_ids: {} bytes is not a whole number of 16-byte ids",
+            credential_ids.len()
+        )));
+    }
+    py.detach(|| {
+        let ids: Vec<CredentialId> =
+            credential_ids.chunks_exact(16).map(|c| c.try_into().unwrap_or_default()).collect();
+        fuse::build_file(&ids, &path)
+    })
+    .map_err(|e| PyOSError::new_err(format!("path: {}: {e}", path.display())))
+}
+
 #[pymodule(gil_used = false)]
 #[pyo3(name = "_yibao_core")]
 fn yibao_core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -515,5 +575,6 @@ fn yibao_core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_check, m)?)?;
     m.add_function(wrap_pyfunction!(py_check_batch, m)?)?;
     m.add_function(wrap_pyfunction!(py_issue, m)?)?;
+    m.add_function(wrap_pyfunction!(build_revocation_snapshot, m)?)?;
     Ok(())
 }

@@ -1,13 +1,24 @@
 //! Revoked credentials and withdrawn channels (check step 6): an in-process
 //! mirror the node fills from the national store. Read-mostly, so a
-//! read-write lock; one byte of payload per entry keeps 10 million revoked
-//! ids near 300 MB (hashbrown: 16-byte key + 1 value + 1 control byte per
-//! slot, at most 7/8 full, slots a power of two).
+//! read-write lock.
+//!
+//! At national size the mirror is a snapshot plus a delta. The snapshot is
+//! a binary fuse filter of every id revoked when it was taken ([`FuseFilter`],
+//! a file mapped by all workers, about 2.26 bytes per id); the delta holds,
+//! exactly, what the national stream said since: revocations with their
+//! reason, and restorations as tombstones that overrule the filter. An id
+//! the delta does not know and the filter may hold is [`Standing::Unconfirmed`]:
+//! the caller asks the national store, so a filter's false "maybe" never
+//! becomes a wrong REVOKED. Without a snapshot the delta is the whole set
+//! (a small national store, tests). One byte of payload per delta entry
+//! (hashbrown: 16-byte key + 1 value + 1 control byte per slot).
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use foldhash::fast::RandomState;
 use hashbrown::HashMap;
+
+use crate::fuse::FuseFilter;
 
 pub type CredentialId = [u8; 16];
 
@@ -36,13 +47,36 @@ impl Reason {
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.name() == name)
     }
+
+    /// The one byte the national store keeps per id: the name's first letter.
+    #[must_use]
+    pub const fn code(self) -> u8 {
+        self.name().as_bytes()[0]
+    }
+
+    #[must_use]
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
 }
 
 #[derive(Default)]
 pub struct RevocationSet {
-    revoked: RwLock<HashMap<CredentialId, Reason, RandomState>>,
+    /// The snapshot the delta is relative to.
+    base: Option<Arc<FuseFilter>>,
+    /// None: restored since the snapshot (a tombstone over the filter).
+    revoked: RwLock<HashMap<CredentialId, Option<Reason>, RandomState>>,
     /// Bit `c` set: channel `c` (1..=5) withdrawn.
     withdrawn: RwLock<HashMap<CredentialId, u8, RandomState>>,
+}
+
+/// What the mirror knows of one id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Revoked with this reason, or (None) not revoked.
+    Known(Option<Reason>),
+    /// The snapshot may hold it: only the national store can say.
+    Unconfirmed,
 }
 
 /// Which step-6 outcome, if any, a credential meets on a channel.
@@ -51,6 +85,11 @@ pub enum Standing {
     Good,
     Revoked(Reason),
     ChannelWithdrawn,
+    /// The snapshot may hold the id: only the national store can say.
+    /// `withdrawn` tells the answer if it says "not revoked".
+    Unconfirmed {
+        withdrawn: bool,
+    },
 }
 
 impl RevocationSet {
@@ -59,8 +98,21 @@ impl RevocationSet {
         Self::default()
     }
 
+    /// An empty delta over `snapshot`, with the withdrawn channels of
+    /// `withdrawals_from` (withdrawals are few and always held exactly).
+    #[must_use]
+    pub fn over_snapshot(snapshot: Arc<FuseFilter>, withdrawals_from: Option<&Self>) -> Self {
+        let withdrawn = withdrawals_from.map(|s| read(&s.withdrawn).clone()).unwrap_or_default();
+        Self { base: Some(snapshot), revoked: RwLock::default(), withdrawn: RwLock::new(withdrawn) }
+    }
+
+    #[must_use]
+    pub fn snapshot(&self) -> Option<&FuseFilter> {
+        self.base.as_deref()
+    }
+
     pub fn revoke(&self, id: CredentialId, reason: Reason) {
-        write(&self.revoked).insert(id, reason);
+        write(&self.revoked).insert(id, Some(reason));
     }
 
     /// Bulk load under one lock: `ids` is a concatenation of 16-byte ids.
@@ -68,17 +120,50 @@ impl RevocationSet {
         let mut map = write(&self.revoked);
         map.reserve(ids.len());
         for id in ids {
-            map.insert(*id, reason);
+            map.insert(*id, Some(reason));
         }
     }
 
-    pub fn restore(&self, id: &CredentialId) -> bool {
-        write(&self.revoked).remove(id).is_some()
+    /// Lift a revocation; true if the delta held one.
+    /// Bulk revocations as the national stream carries them: 17-byte
+    /// records, the id then its reason's code. Err(index) names the first
+    /// record whose reason code is unknown; nothing is applied then.
+    pub fn revoke_records(&self, records: &[u8]) -> Result<usize, usize> {
+        if records.len() % 17 != 0 {
+            return Err(records.len() / 17);
+        }
+        let mut parsed = Vec::with_capacity(records.len() / 17);
+        for (i, r) in records.chunks_exact(17).enumerate() {
+            let id: CredentialId = r[..16].try_into().map_err(|_| i)?;
+            parsed.push((id, Reason::from_code(r[16]).ok_or(i)?));
+        }
+        let mut map = write(&self.revoked);
+        map.reserve(parsed.len());
+        for (id, reason) in &parsed {
+            map.insert(*id, Some(*reason));
+        }
+        Ok(parsed.len())
     }
 
+    pub fn restore(&self, id: &CredentialId) -> bool {
+        let mut map = write(&self.revoked);
+        if self.base.as_ref().is_some_and(|f| f.may_contain(id)) {
+            map.insert(*id, None).flatten().is_some()
+        } else {
+            map.remove(id).flatten().is_some()
+        }
+    }
+
+    /// The delta's answer, else the snapshot's.
     #[must_use]
-    pub fn reason(&self, id: &CredentialId) -> Option<Reason> {
-        read(&self.revoked).get(id).copied()
+    pub fn lookup(&self, id: &CredentialId) -> Lookup {
+        if let Some(entry) = read(&self.revoked).get(id) {
+            return Lookup::Known(*entry);
+        }
+        match &self.base {
+            Some(f) if f.may_contain(id) => Lookup::Unconfirmed,
+            _ => Lookup::Known(None),
+        }
     }
 
     pub fn withdraw_channel(&self, id: CredentialId, channel: u8) {
@@ -104,12 +189,11 @@ impl RevocationSet {
     /// Step 6 for one credential: revocation first, then the channel.
     #[must_use]
     pub fn standing(&self, id: &CredentialId, channel: u8) -> Standing {
-        if let Some(r) = self.reason(id) {
-            Standing::Revoked(r)
-        } else if self.channel_withdrawn(id, channel) {
-            Standing::ChannelWithdrawn
-        } else {
-            Standing::Good
+        match self.lookup(id) {
+            Lookup::Known(Some(r)) => Standing::Revoked(r),
+            Lookup::Unconfirmed => Standing::Unconfirmed { withdrawn: self.channel_withdrawn(id, channel) },
+            Lookup::Known(None) if self.channel_withdrawn(id, channel) => Standing::ChannelWithdrawn,
+            Lookup::Known(None) => Standing::Good,
         }
     }
 
@@ -118,8 +202,27 @@ impl RevocationSet {
         write(&self.withdrawn).clear();
     }
 
+    /// Revoked ids: those in the snapshot, less restorations since, plus
+    /// revocations since of ids the snapshot does not hold (one in 65,536
+    /// of those is taken for held). Walks the delta: for metrics, not checks.
     #[must_use]
     pub fn len(&self) -> usize {
+        let map = read(&self.revoked);
+        let Some(base) = &self.base else { return map.len() };
+        let mut n = usize::try_from(base.ids()).unwrap_or(usize::MAX);
+        for (id, entry) in map.iter() {
+            match entry {
+                None => n = n.saturating_sub(1),
+                Some(_) if !base.may_contain(id) => n += 1,
+                Some(_) => {}
+            }
+        }
+        n
+    }
+
+    /// Entries in the delta (revocations and tombstones since the snapshot).
+    #[must_use]
+    pub fn delta_len(&self) -> usize {
         read(&self.revoked).len()
     }
 
@@ -171,6 +274,33 @@ mod tests {
     }
 
     #[test]
+    fn delta_over_a_snapshot() {
+        let snapshot_ids: Vec<CredentialId> = (0u8..100).map(|i| [i; 16]).collect();
+        let path = std::env::temp_dir().join(format!("yibao-revocation-{}.fuse", std::process::id()));
+        crate::fuse::build_file(&snapshot_ids, &path).unwrap();
+        let filter = Arc::new(FuseFilter::open(&path).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        let old = RevocationSet::new();
+        old.withdraw_channel([7; 16], 3);
+        let s = RevocationSet::over_snapshot(filter, Some(&old));
+        // In the snapshot: only the national store can say.
+        assert_eq!(s.standing(&[5; 16], 1), Standing::Unconfirmed { withdrawn: false });
+        assert_eq!(s.standing(&[7; 16], 3), Standing::Unconfirmed { withdrawn: true });
+        // Restored since: the tombstone overrules the filter.
+        assert!(!s.restore(&[5; 16]));
+        assert_eq!(s.standing(&[5; 16], 1), Standing::Good);
+        // Revoked since: known exactly, with the reason.
+        s.revoke([5; 16], Reason::Frozen);
+        s.revoke([200; 16], Reason::Lost);
+        assert_eq!(s.standing(&[5; 16], 1), Standing::Revoked(Reason::Frozen));
+        assert_eq!(s.standing(&[200; 16], 1), Standing::Revoked(Reason::Lost));
+        assert!(s.restore(&[200; 16]));
+        assert_eq!(s.standing(&[200; 16], 1), Standing::Good);
+        assert_eq!(s.delta_len(), 1, "a restored id outside the snapshot leaves nothing behind");
+        assert_eq!(s.len(), 100);
+    }
+
+    #[test]
     fn bulk_load() {
         let s = RevocationSet::new();
         let ids: Vec<CredentialId> = (0u32..10_000)
@@ -182,6 +312,6 @@ mod tests {
             .collect();
         s.revoke_many(&ids, Reason::Deceased);
         assert_eq!(s.len(), 10_000);
-        assert_eq!(s.reason(&ids[9_999]), Some(Reason::Deceased));
+        assert_eq!(s.lookup(&ids[9_999]), Lookup::Known(Some(Reason::Deceased)));
     }
 }
