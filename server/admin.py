@@ -141,7 +141,7 @@ class AdminService(admin_pb2_grpc.AdminServicer):
         every node gets it, then this node's mirror at once rather than when
         the stream brings it back. True if the state before was set."""
         was = await self._store.mutate(op, credential_id, arg)
-        self._state.apply(op, credential_id, arg)
+        self._state.apply(op, credential_id, arg.encode())
         return was
 
     async def _regional(self, call: Awaitable[Response]) -> Response:
@@ -188,9 +188,10 @@ class AdminService(admin_pb2_grpc.AdminServicer):
                 except validation.InvalidArgument as e:
                     raise validation.InvalidArgument(f"requests[{i}].reason", str(e).partition(": ")[2]) from None
                 batch.append((cid, reason))
-            packed = await self._store.revoke_batch(batch)
-            self._state.apply("revoke_batch", "", packed)
-            await self._audit(who, "RevokeBatch", "OK", count=n, revocations=packed)
+            records = await self._store.revoke_batch(batch)
+            self._state.apply("revoke_records", "", records)
+            listed = ",".join(f"{cid}:{reason}" for cid, reason in batch)
+            await self._audit(who, "RevokeBatch", "OK", count=n, revocations=listed)
             log.info("revoked %d credentials in one batch", n)
             resp = admin_pb2.RevokeBatchResponse(revoked=n)
             resp.revoked_at.GetCurrentTime()

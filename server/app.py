@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from redis.exceptions import RedisError
 
 import yibao_core
-from server import audit, metrics, node_key, redis_pipe, tracing
+from server import audit, metrics, node_key, redis_pipe, snapshot, tracing
 from server.admin import AdminService
 from server.admission import AdmissionInterceptor
 from server.config import Config
@@ -33,7 +33,7 @@ from server.gc_settings import quiet_collector
 from server.ledger import Ledger
 from server.national import CONTACT_LOST_S, NationalStore, StoreUnavailable, client
 from server.settlement import SettlementService
-from server.state import NodeState
+from server.state import NodeState, apply_to
 from server.trust import TrustListSource
 from server.verifier import VerifierService
 from yibao.v1 import admin_pb2, admin_pb2_grpc, settlement_pb2, settlement_pb2_grpc, verifier_pb2, verifier_pb2_grpc
@@ -48,38 +48,79 @@ SERVICES = (
 )
 
 
-async def follow(store: NationalStore, state: NodeState, trust: TrustListSource, position: bytes) -> None:
-    """Apply every revocation event to the mirror as it is appended; after an
-    outage, reload from the hashes if the events this node missed are gone."""
-    failing = False
-    while True:
+class Follower:
+    """Apply every event of the national stream as it is appended: to the
+    mirror, the trust list, and new revocation snapshots, which it fetches
+    in the background and swaps in once the events since their position
+    are replayed onto them. After an outage it reloads if the events it
+    missed are gone."""
+
+    def __init__(self, store: NationalStore, state: NodeState, trust: TrustListSource, directory: Path) -> None:
+        self._store, self._state, self._trust, self._directory = store, state, trust, directory
+        self._generation = 0
+        self._switching: asyncio.Task[tuple[yibao_core.RevocationSet, bytes, int]] | None = None
+
+    async def run(self, position: bytes, generation: int) -> None:
+        store, state = self._store, self._state
+        self._generation = generation
+        failing = False
+        while True:
+            try:
+                if failing and await store.trimmed_past(position):
+                    state.mirror, position, self._generation = await snapshot.load(store, self._directory)
+                    log.warning("missed events were trimmed: mirror reloaded (%d revoked)", len(state.mirror))
+                if failing:
+                    log.warning("national store reachable again")
+                    failing = False
+                events = await store.events_since(position, FOLLOW_BLOCK_MS)
+                for event_id, fields in events:
+                    await self._apply(fields)
+                    position = event_id
+                if self._switching is not None and self._switching.done():
+                    await self._switch(position)
+                if events:
+                    metrics.set_revocations_loaded(len(state.mirror))
+            except (RedisError, OSError) as e:
+                store.failed()
+                if not failing:
+                    log.warning("national store unreachable, verifying from the mirror: %s", e)
+                    failing = True
+                await asyncio.sleep(0.25)
+
+    async def _apply(self, fields: dict[bytes, bytes]) -> None:
+        op = fields[b"op"].decode()
+        if op == "trust":
+            await self._trust.on_published()
+        elif op == "snapshot":
+            if int(fields[b"id"]) > self._generation and self._switching is None:
+                self._switching = asyncio.create_task(self._prepare())
+        elif not self._state.apply(op, fields[b"id"].decode(), fields.get(b"arg", b"")):
+            log.error("unknown event %r in the national stream, ignored", op)
+
+    async def _prepare(self) -> tuple[yibao_core.RevocationSet, bytes, int]:
+        m = await snapshot.meta(self._store)
+        if m is None:
+            raise ValueError("the revocation snapshot was announced but is not there")
+        path = await snapshot.fetch(self._store, m, self._directory)
+        mirror = await asyncio.to_thread(yibao_core.RevocationSet, path, withdrawals_from=self._state.mirror)
+        return mirror, m.position, m.generation
+
+    async def _switch(self, position: bytes) -> None:
+        task, self._switching = self._switching, None
+        assert task is not None
         try:
-            if failing and await store.trimmed_past(position):
-                state.mirror, position = await store.load_mirror()
-                log.warning("missed events were trimmed: mirror reloaded (%d revoked)", len(state.mirror))
-            if failing:
-                log.warning("national store reachable again")
-                failing = False
-            events = await store.events_since(position, FOLLOW_BLOCK_MS)
-            for event_id, fields in events:
-                await _apply(fields, state, trust)
-                position = event_id
-            if events:
-                metrics.set_revocations_loaded(len(state.mirror))
-        except (RedisError, OSError) as e:
-            store.failed()
-            if not failing:
-                log.warning("national store unreachable, verifying from the mirror: %s", e)
-                failing = True
-            await asyncio.sleep(0.25)
-
-
-async def _apply(fields: dict[bytes, bytes], state: NodeState, trust: TrustListSource) -> None:
-    op = fields[b"op"].decode()
-    if op == "trust":
-        await trust.on_published()
-    elif not state.apply(op, fields[b"id"].decode(), fields.get(b"arg", b"").decode()):
-        log.error("unknown event %r in the national stream, ignored", op)
+            mirror, since, generation = task.result()
+        except (RedisError, OSError, ValueError) as e:
+            log.warning("new revocation snapshot not taken, staying on generation %d: %s", self._generation, e)
+            return
+        if generation <= self._generation:
+            return
+        for _, fields in await self._store.events_between(since, position):
+            apply_to(mirror, fields[b"op"].decode(), fields[b"id"].decode(), fields.get(b"arg", b""))
+        self._state.mirror = mirror
+        self._generation = generation
+        log.info("revocation snapshot %d taken: %d ids, %d changes since", generation, mirror.snapshot_ids, mirror.delta_len)
+        await snapshot.forget_older(self._directory, generation)
 
 
 async def report_state(store: NationalStore, state: NodeState, regional_up: Callable[[], Awaitable[object]]) -> None:
@@ -167,7 +208,8 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     signing_key = node_key.signing_key(cfg.node_key)  # type: ignore[arg-type]
     token_key = await store.token_key()
     text, trust_list = await TrustListSource.initial(store, cfg.trust_list)
-    mirror, position = await store.load_mirror()
+    assert cfg.revocation_dir is not None, "cli.main gives every node a directory"
+    mirror, position, generation = await snapshot.load(store, cfg.revocation_dir)
     state = NodeState(trust_list=trust_list, mirror=mirror)
     trust = TrustListSource(store, state, cfg.trust_list)
     trust.apply(text, trust_list)
@@ -244,7 +286,10 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
 
     quiet_collector()
     tasks = [
-        asyncio.create_task(follow(store, state, trust, position)),
+        asyncio.create_task(
+            Follower(store, state, trust, cfg.revocation_dir).run(position, generation)
+        ),
+        asyncio.create_task(snapshot.keep(store, state, cfg.revocation_dir, cfg.snapshot_after)),
         asyncio.create_task(trust.watch_file()),
         asyncio.create_task(
             report_state(store, state, regional_pipe.ping if regional_pipe is not None else regional.ping)

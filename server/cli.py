@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import shutil
@@ -11,6 +12,7 @@ import sys
 import tempfile
 from collections.abc import Coroutine, Sequence
 from contextlib import suppress
+from pathlib import Path
 from typing import Any
 
 from server import config
@@ -32,6 +34,17 @@ def _run(cfg: config.Config, main: Coroutine[Any, Any, None]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = config.parse(argv)
+    if cfg.revocation_dir is None:
+        private = tempfile.mkdtemp(prefix="yibao-revocations-")
+        try:
+            _main(dataclasses.replace(cfg, revocation_dir=Path(private)))
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+    else:
+        _main(cfg)
+
+
+def _main(cfg: config.Config) -> None:
     from server import logs
 
     logs.configure(cfg.log_format)

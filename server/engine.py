@@ -42,6 +42,16 @@ _MIN_MS, _MAX_MS = -62_135_596_800_000, 253_402_300_799_999
 class Unavailable(Exception):
     """The national store has been away longer than --max-staleness-s."""
 
+    reason = "NATIONAL_STORE_STALE"
+
+
+class RevocationUnconfirmed(Unavailable):
+    """The revocation snapshot may hold this credential and the national
+    store, which alone can say, cannot be reached: neither VALID nor
+    REVOKED would be sure."""
+
+    reason = "REVOCATION_UNCONFIRMED"
+
 
 def _fingerprint(req: verifier_pb2.VerifyRequest) -> str:
     """Identifies a request for the retry rule: same institution, request id and code."""
@@ -67,9 +77,11 @@ class VerifyEngine:
         self,
         reqs: Sequence[verifier_pb2.VerifyRequest],
         into: RepeatedCompositeFieldContainer[verifier_pb2.VerifyResponse] | None = None,
-    ) -> list[verifier_pb2.VerifyResponse]:
+    ) -> list[verifier_pb2.VerifyResponse | RevocationUnconfirmed]:
         """The answers, in order. With `into` (a VerifyBatchResponse's
-        responses) they are built in place there, not copied in after."""
+        responses) they are built in place there, not copied in after. A
+        code the revocation snapshot may hold, while the national store
+        cannot be asked, gets RevocationUnconfirmed in its place."""
         started = time.perf_counter()
         store, state = self._store, self._state
         stale_for = store.since_contact()
@@ -89,12 +101,26 @@ class VerifyEngine:
             batch = partial(yibao_core.check_batch, codes, trust, now_ms, skew_ms=skew_ms, revocations=mirror)
             results = await asyncio.get_running_loop().run_in_executor(self._executor, batch)
         outcomes = [r.outcome for r in results]
+        reasons: list[str | None] = [r.revocation_reason for r in results]
+        unconfirmable: set[int] = set()
+        unconfirmed = [i for i, r in enumerate(results) if r.revocation_unconfirmed]
+        if unconfirmed:
+            unconfirmable = await self._confirm_revocations(results, unconfirmed, outcomes, reasons)
+            degraded |= bool(unconfirmable)
         verified_at = [now_ms] * len(reqs)
-        valid = [i for i, o in enumerate(outcomes) if o == "VALID"]
+        valid = [i for i, o in enumerate(outcomes) if o == "VALID" and i not in unconfirmable]
         if valid:
             degraded |= await self._record_replays(reqs, results, valid, outcomes, verified_at, now_ms)
         new = verifier_pb2.VerifyResponse if into is None else into.add
-        responses = [self._response(new, q, r, o, t) for q, r, o, t in zip(reqs, results, outcomes, verified_at)]
+        responses: list[verifier_pb2.VerifyResponse | RevocationUnconfirmed] = [
+            self._response(new, q, r, o, t, why)
+            if i not in unconfirmable
+            else RevocationUnconfirmed(
+                f"credential {r.credential_id} may be revoked and the national store, which alone can say, "
+                "is unreachable; retry"
+            )
+            for i, (q, r, o, t, why) in enumerate(zip(reqs, results, outcomes, verified_at, reasons))
+        ]
         metrics.record_verifications(
             (o, r.channel, r.province) for o, r in zip(outcomes, results)
         )
@@ -102,6 +128,26 @@ class VerifyEngine:
             metrics.record_degraded_verifications(len(reqs))
         metrics.observe_verify_duration(time.perf_counter() - started)
         return responses
+
+    async def _confirm_revocations(
+        self,
+        results: Sequence[yibao_core.CheckResult],
+        unconfirmed: list[int],
+        outcomes: list[str],
+        reasons: list[str | None],
+    ) -> set[int]:
+        """Step 6 for the codes the revocation snapshot may hold: the stored
+        reason decides. Returns those the store could not be asked about."""
+        ids = [bytes.fromhex(results[i].credential_id) for i in unconfirmed]  # type: ignore[arg-type]
+        try:
+            stored = await self._store.revocation_reasons(ids)
+        except (RedisError, OSError):
+            self._store.failed()
+            return set(unconfirmed)
+        for i, reason in zip(unconfirmed, stored):
+            if reason is not None:
+                outcomes[i], reasons[i] = "REVOKED", reason
+        return set()
 
     async def _record_replays(
         self,
@@ -166,6 +212,7 @@ class VerifyEngine:
         r: yibao_core.CheckResult,
         outcome: str,
         verified_at_ms: int,
+        revocation_reason: str | None,
     ) -> verifier_pb2.VerifyResponse:
         # Runs once per code: fields are set one by one on the message
         # (cheaper with upb than building sub-messages and copying them in),
@@ -186,8 +233,8 @@ class VerifyEngine:
         c.family = family = bool(r.family)
         c.nonce = nonce = r.nonce or ""
         resp.cross_province = province != req.institution_code[1:3]
-        if outcome == "REVOKED" and r.revocation_reason:
-            resp.revocation_reason = _REASON[r.revocation_reason]
+        if outcome == "REVOKED" and revocation_reason:
+            resp.revocation_reason = _REASON[revocation_reason]
         elif outcome == "VALID":
             expires = verified_at_ms + 1000 * self._cfg.token_ttl_s
             resp.ec_token = tokens.mint_fields(
@@ -265,7 +312,11 @@ class Batcher:
                         fut.set_exception(e)
             else:
                 for (_, fut), resp in zip(batch, responses):
-                    if not fut.done():
+                    if fut.done():
+                        continue
+                    if isinstance(resp, RevocationUnconfirmed):
+                        fut.set_exception(resp)
+                    else:
                         fut.set_result(resp)
 
     async def close(self) -> None:

@@ -1,15 +1,23 @@
-"""The national store on Redis: revocations and channel withdrawals (a hash
-each, plus a stream every node follows so no update is lost while it is
-away), the replay record, the shared trust list and the token key.
+"""The national store on Redis: revocations, channel withdrawals, a stream
+every node follows so no update is lost while it is away, the replay
+record, the shared trust list and the token key.
 
-Every state change is one Lua script that updates the hash and appends to
-the stream atomically, so a node that loads the hashes and then follows the
-stream from the position it read first can never miss a change.
+Revocations are sharded: 65,536 bucket hashes (binary id -> one reason
+byte, small enough to stay listpacks with hash-max-listpack-entries 4096)
+under 64 hash tags, so they spread over 64 cluster slots; a write to them
+is one script per tag. The stream and the withdrawals share the `{yibao}`
+tag, so a withdrawal is one script that changes the hash and appends its
+event atomically. A revocation cannot be: its bucket is in another slot.
+It is written to its bucket first and announced on the stream after, both
+durably, so an announced revocation is always stored, and one stored but
+not announced (the node died between the two) is taken up by the next
+snapshot or the caller's retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import time
@@ -29,7 +37,6 @@ log = logging.getLogger(__name__)
 
 # One hash tag: the national mirror's keys live in one Redis Cluster slot, so
 # each script touches one node.
-REVOKED = "{yibao}:revoked"
 WITHDRAWN = "{yibao}:withdrawn"
 EVENTS = "{yibao}:events"
 TRUST_LIST = "{yibao}:trust-list"
@@ -44,26 +51,36 @@ EVENTS_MAXLEN = 1_000_000
 CONTACT_LOST_S = 1.5
 
 CHANNELS = range(1, 6)
+REASON_CODES = {"LOST": b"L", "FROZEN": b"F", "CANCELLED": b"C", "DECEASED": b"D"}
+REASON_NAMES = {code[0]: name for name, code in REASON_CODES.items()}
+# 64 hash tags x 1,024 buckets: at 100 million ids about 1,500 per bucket.
+TAGS = 64
+BUCKETS_PER_TAG = 1024
 
-_MUTATE = """
+_CHANNEL = """
 local op, id = ARGV[1], ARGV[2]
-local before
-if op == 'revoke' then
-  before = redis.call('HGET', KEYS[1], id)
-  redis.call('HSET', KEYS[1], id, ARGV[3])
-elseif op == 'restore' then
-  before = redis.call('HGET', KEYS[1], id)
-  redis.call('HDEL', KEYS[1], id)
-else
-  local bit = 2 ^ tonumber(ARGV[3])
-  local mask = tonumber(redis.call('HGET', KEYS[2], id) or '0')
-  before = (math.floor(mask / bit) % 2 == 1) and 1 or 0
-  if op == 'withdraw' and before == 0 then mask = mask + bit end
-  if op == 'restore_channel' and before == 1 then mask = mask - bit end
-  if mask == 0 then redis.call('HDEL', KEYS[2], id) else redis.call('HSET', KEYS[2], id, mask) end
-end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'op', op, 'id', id, 'arg', ARGV[3])
+local bit = 2 ^ tonumber(ARGV[3])
+local mask = tonumber(redis.call('HGET', KEYS[1], id) or '0')
+local before = (math.floor(mask / bit) % 2 == 1) and 1 or 0
+if op == 'withdraw' and before == 0 then mask = mask + bit end
+if op == 'restore_channel' and before == 1 then mask = mask - bit end
+if mask == 0 then redis.call('HDEL', KEYS[1], id) else redis.call('HSET', KEYS[1], id, mask) end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'op', op, 'id', id, 'arg', ARGV[3])
 return before
+"""
+
+# KEYS[1]: the bucket; ARGV: the binary id, the reason code ('' restores).
+# Returns the code before, or false.
+_SET_ONE = """
+local before = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return before
+"""
+
+# KEYS: the bucket of each id (one hash tag); ARGV: id, code pairs.
+_SET_MANY = """
+for i = 1, #KEYS do redis.call('HSET', KEYS[i], ARGV[2 * i - 1], ARGV[2 * i]) end
+return #KEYS
 """
 
 # KEYS: replay keys; ARGV: value, ttl_ms for each. Returns 1 where the key was
@@ -86,12 +103,13 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'op', 'trust', 'id', ''
 return 1
 """
 
-# KEYS: 1 revoked hash, 2 events. ARGV: 1 maxlen, 2 the batch as
-# "ID:REASON,ID:REASON,...", then id, reason pairs. One event for the batch.
-_REVOKE_BATCH = """
-for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'op', 'revoke_batch', 'id', '', 'arg', ARGV[2])
-return (#ARGV - 2) / 2
+# KEYS: 1 the snapshot's description, 2 events; ARGV: maxlen, then field,
+# value pairs (generation first). Replaced whole, announced in the same step.
+_PUBLISH_SNAPSHOT = """
+redis.call('DEL', KEYS[1])
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'op', 'snapshot', 'id', ARGV[3], 'arg', '')
+return 1
 """
 
 _SET_TOKEN_KEY = """
@@ -120,35 +138,46 @@ class NationalStore:
         replay record's script)."""
         self._url = url
         self.cluster = url.startswith(CLUSTER_SCHEME)
+        if not redis_pipe.supports(url, slot_key=EVENTS):
+            raise ValueError(f"the national store must be a redis://, unix:// or {CLUSTER_SCHEME} URL, not {url!r}")
         self.redis = client(url, socket_timeout=1.0)
         # The follower blocks in XREAD, so it has a connection of its own.
         self._follower = client(url, socket_timeout=2.0)
-        if not redis_pipe.supports(url, slot_key=EVENTS):
-            if min_replicas:
-                raise ValueError(f"min_replicas {min_replicas} needs a redis://, unix:// or {CLUSTER_SCHEME} URL")
-            self._writes = None
-        else:
-            self._writes = redis_pipe.RedisPipe(
-                url, timeout_s=1.0, slot_key=EVENTS, min_replicas=min_replicas, replica_timeout_ms=replica_timeout_ms
-            )
-
-        def durable(source: str) -> Callable[..., Awaitable[Any]]:
-            if self._writes is None:
-                return self.redis.register_script(source)  # type: ignore[no-any-return]
-            return redis_pipe.Script(self._writes, source, durable=True)
-
-        self._mutate = durable(_MUTATE)
-        self._revoke_batch = durable(_REVOKE_BATCH)
-        self._set_token_key = durable(_SET_TOKEN_KEY)
+        self._min_replicas, self._replica_timeout_ms = min_replicas, replica_timeout_ms
+        self._writes = self._new_pipe(EVENTS)
+        # Bucket writes and reads: one pipe per hash tag in a cluster (a
+        # pipe serves one slot), the same pipe for all on one server.
+        self._tag_pipes: dict[int, redis_pipe.RedisPipe] = {}
+        self._channel = redis_pipe.Script(self._writes, _CHANNEL, durable=True)
+        self._set_token_key = redis_pipe.Script(self._writes, _SET_TOKEN_KEY, durable=True)
+        self._publish_trust = redis_pipe.Script(self._writes, _PUBLISH_TRUST, durable=True)
+        self._publish_snapshot = redis_pipe.Script(self._writes, _PUBLISH_SNAPSHOT, durable=True)
         # The replay script runs for every batch: on a standalone server it
         # has a pipelined connection of its own (server/redis_pipe.py).
         self._pipe = redis_pipe.RedisPipe(url, timeout_s=1.0, observe=observe) if redis_pipe.supports(url) else None
         self._admit: Callable[..., Awaitable[Any]] = (
             redis_pipe.Script(self._pipe, _ADMIT) if self._pipe is not None else self.redis.register_script(_ADMIT)
         )
-        self._publish_trust = durable(_PUBLISH_TRUST)
         self._on_error = on_error
         self.last_contact = time.monotonic()
+
+    def _new_pipe(self, slot_key: str) -> redis_pipe.RedisPipe:
+        return redis_pipe.RedisPipe(
+            self._url,
+            timeout_s=1.0,
+            slot_key=slot_key,
+            min_replicas=self._min_replicas,
+            replica_timeout_ms=self._replica_timeout_ms,
+        )
+
+    def tag_pipe(self, tag: int) -> redis_pipe.RedisPipe:
+        """The pipe to the primary that holds hash tag `tag`'s buckets."""
+        if not self.cluster:
+            return self._writes
+        pipe = self._tag_pipes.get(tag)
+        if pipe is None:
+            pipe = self._tag_pipes[tag] = self._new_pipe(_tag_key(tag))
+        return pipe
 
     async def ping(self) -> None:
         try:
@@ -168,7 +197,7 @@ class NationalStore:
         self._on_error()
 
     async def close(self) -> None:
-        for pipe in (self._pipe, self._writes):
+        for pipe in (self._pipe, self._writes, *self._tag_pipes.values()):
             if pipe is not None:
                 await pipe.aclose()
         await self.redis.aclose()
@@ -189,39 +218,95 @@ class NationalStore:
     async def mutate(self, op: str, credential_id: str, arg: str = "") -> bool:
         """Apply one change and append it to the event stream; True if the
         state before was revoked / withdrawn."""
-        before = await self._mutate(keys=[REVOKED, WITHDRAWN, EVENTS], args=[op, credential_id, arg, EVENTS_MAXLEN])
+        if op in ("revoke", "restore"):
+            cid = bytes.fromhex(credential_id)
+            tag, key = bucket(cid)
+            code = REASON_CODES[arg] if op == "revoke" else b""
+            before = await redis_pipe.Script(self.tag_pipe(tag), _SET_ONE, durable=True)(keys=[key], args=[cid, code])
+            await self._announce(op, credential_id, arg)
+            return before is not None
+        before = await self._channel(keys=[WITHDRAWN, EVENTS], args=[op, credential_id, arg, EVENTS_MAXLEN])
         self.touch()
         return before not in (None, 0, b"0")
 
-    async def revoke_batch(self, revocations: Sequence[tuple[str, str]]) -> str:
-        """Record (credential id, reason) pairs in one script with one event;
-        returns the batch as the event carries it (for the local mirror)."""
-        packed = ",".join(f"{cid}:{reason}" for cid, reason in revocations)
-        await self._revoke_batch(
-            keys=[REVOKED, EVENTS], args=[EVENTS_MAXLEN, packed, *(x for pair in revocations for x in pair)]
-        )
+    async def _announce(self, op: str, cid: str, arg: str | bytes) -> None:
+        await self._writes.execute_durable("XADD", EVENTS, "MAXLEN", "~", EVENTS_MAXLEN, "*", "op", op, "id", cid, "arg", arg)
         self.touch()
-        return packed
 
-    async def load_mirror(self) -> tuple[yibao_core.RevocationSet, bytes]:
-        """A fresh mirror from the hashes and the stream position to follow
-        from. The position is read first, so events after it that the hashes
-        already show are applied twice, which is harmless: every event sets
-        a state rather than toggling one."""
-        last = await self.redis.xrevrange(EVENTS, count=1)
-        position = last[0][0] if last else b"0-0"
-        mirror = yibao_core.RevocationSet()
-        by_reason: dict[str, bytearray] = {}
-        async for cid, reason in self.redis.hscan_iter(REVOKED, count=10_000):
-            by_reason.setdefault(reason.decode(), bytearray()).extend(bytes.fromhex(cid.decode()))
-        for reason, ids in by_reason.items():
-            mirror.revoke_many(bytes(ids), reason)
-        async for cid, mask in self.redis.hscan_iter(WITHDRAWN, count=10_000):
-            for channel in CHANNELS:
-                if int(mask) >> channel & 1:
-                    mirror.withdraw_channel(cid.decode(), channel)
+    async def revoke_batch(self, revocations: Sequence[tuple[str, str]]) -> bytes:
+        """Store (credential id, reason) pairs, one durable script per hash
+        tag, then announce them in one event; returns the event's records
+        (16-byte id + reason code each) for the local mirror."""
+        by_tag: dict[int, tuple[list[str], list[bytes]]] = {}
+        records = bytearray()
+        for credential_id, reason in revocations:
+            cid, code = bytes.fromhex(credential_id), REASON_CODES[reason]
+            tag, key = bucket(cid)
+            keys, args = by_tag.setdefault(tag, ([], []))
+            keys.append(key)
+            args += (cid, code)
+            records += cid + code
+        await asyncio.gather(
+            *(redis_pipe.Script(self.tag_pipe(t), _SET_MANY, durable=True)(keys=k, args=a) for t, (k, a) in by_tag.items())
+        )
+        await self._announce("revoke_records", "", bytes(records))
+        return bytes(records)
+
+    async def revocation_reasons(self, credential_ids: Sequence[bytes]) -> list[str | None]:
+        """The stored reason of each 16-byte id, None where not revoked: the
+        exact answer behind the snapshot's "maybe"."""
+        lookups = []
+        for cid in credential_ids:
+            tag, key = bucket(cid)
+            lookups.append(self.tag_pipe(tag).execute("HGET", key, cid))
+        codes = await asyncio.gather(*lookups)
         self.touch()
-        return mirror, position
+        return [None if c is None else REASON_NAMES.get(c[0], "LOST") for c in codes]
+
+    async def revoked_records(self, tags: range = range(TAGS)) -> bytes:
+        """Every stored revocation as 17-byte records (id, reason code): an
+        HGETALL reply of a bucket, joined, is exactly that."""
+        out = bytearray()
+        for tag in tags:
+            pipe = self.tag_pipe(tag)
+            for start in range(0, BUCKETS_PER_TAG, 128):
+                replies = await asyncio.gather(
+                    *(pipe.execute("HGETALL", _bucket_key(tag, b)) for b in range(start, start + 128))
+                )
+                for reply in replies:
+                    out += b"".join(reply)
+        self.touch()
+        return bytes(out)
+
+    async def publish_snapshot(self, key: str, fields: dict[str, str | int | bytes]) -> None:
+        """Point `key` at a new revocation snapshot and announce it."""
+        await self._publish_snapshot(keys=[key, EVENTS], args=[EVENTS_MAXLEN, *(x for kv in fields.items() for x in kv)])
+        self.touch()
+
+    async def withdrawals(self) -> dict[str, int]:
+        """Credential id -> bitmask of withdrawn channels."""
+        out = {cid.decode(): int(mask) async for cid, mask in self.redis.hscan_iter(WITHDRAWN, count=10_000)}
+        self.touch()
+        return out
+
+    async def position(self) -> bytes:
+        """The id of the stream's newest event (b"0-0" when empty)."""
+        last = await self.redis.xrevrange(EVENTS, count=1)
+        self.touch()
+        return last[0][0] if last else b"0-0"
+
+    async def events_between(self, after: bytes, upto: bytes) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """Events after `after` up to and including `upto`."""
+        out: list[tuple[bytes, dict[bytes, bytes]]] = []
+        start = b"(" + after
+        while True:
+            page = await self.redis.xrange(EVENTS, min=start, max=upto, count=1000)
+            out += page
+            if len(page) < 1000:
+                break
+            start = b"(" + page[-1][0]
+        self.touch()
+        return out
 
     async def events_since(self, position: bytes, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """Events after `position`, waiting up to block_ms for the first."""
@@ -276,6 +361,22 @@ class NationalStore:
         text = await self.redis.get(TRUST_LIST)
         self.touch()
         return text.decode() if text is not None else None
+
+
+def bucket(credential_id: bytes) -> tuple[int, str]:
+    """The hash tag and bucket key of a 16-byte id. Hashed, not the id's
+    own prefix: ids are opaque and need not be spread evenly."""
+    h = int.from_bytes(hashlib.blake2b(credential_id, digest_size=2).digest(), "big")
+    tag = h // BUCKETS_PER_TAG
+    return tag, _bucket_key(tag, h % BUCKETS_PER_TAG)
+
+
+def _tag_key(tag: int) -> str:
+    return f"yibao:rv:{{rv{tag:02d}}}"
+
+
+def _bucket_key(tag: int, index: int) -> str:
+    return f"{_tag_key(tag)}:{index:03x}"
 
 
 def replay_key(credential_id: str, nonce: str) -> str:

@@ -18,24 +18,26 @@ class NodeState:
     local_replay: yibao_core.ReplayGuard = field(default_factory=yibao_core.ReplayGuard)
     trust_list_text: str = ""
 
-    def apply(self, op: str, credential_id: str, arg: str) -> bool:
+    def apply(self, op: str, credential_id: str, arg: bytes) -> bool:
         """One revocation event of the national stream on the mirror; False
         for an op that is not a mirror change. The same events arrive once
         from the Admin call that made them and again from the stream: each
         sets a state, so applying twice is harmless."""
-        mirror = self.mirror
-        if op == "revoke":
-            mirror.revoke(credential_id, arg)
-        elif op == "restore":
-            mirror.restore(credential_id)
-        elif op == "withdraw":
-            mirror.withdraw_channel(credential_id, int(arg))
-        elif op == "restore_channel":
-            mirror.restore_channel(credential_id, int(arg))
-        elif op == "revoke_batch":  # arg: "ID:REASON,ID:REASON,..."
-            for pair in arg.split(","):
-                cid, _, reason = pair.partition(":")
-                mirror.revoke(cid, reason)
-        else:
-            return False
-        return True
+        return apply_to(self.mirror, op, credential_id, arg)
+
+
+def apply_to(mirror: yibao_core.RevocationSet, op: str, credential_id: str, arg: bytes) -> bool:
+    """One stream event on `mirror`; False for an op that is not a mirror change."""
+    if op == "revoke":
+        mirror.revoke(credential_id, arg.decode())
+    elif op == "restore":
+        mirror.restore(credential_id)
+    elif op == "withdraw":
+        mirror.withdraw_channel(credential_id, int(arg))
+    elif op == "restore_channel":
+        mirror.restore_channel(credential_id, int(arg))
+    elif op == "revoke_records":  # arg: 16-byte id + reason code, repeated
+        mirror.revoke_records(arg)
+    else:
+        return False
+    return True

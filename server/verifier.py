@@ -9,7 +9,7 @@ import grpc
 
 from server import validation
 from server.identity import Authorizer, Denied
-from server.engine import Batcher, Unavailable, VerifyEngine
+from server.engine import Batcher, RevocationUnconfirmed, Unavailable, VerifyEngine
 from yibao.v1 import verifier_pb2, verifier_pb2_grpc
 
 # How many stream requests may be read ahead of the responses: beyond it the
@@ -37,7 +37,7 @@ class VerifierService(verifier_pb2_grpc.VerifierServicer):
             await context.abort_with_status(validation.rich_status(e.code, str(e), "NOT_AUTHORIZED"))
         except Unavailable as e:
             await context.abort_with_status(
-                validation.rich_status(grpc.StatusCode.UNAVAILABLE, str(e), "NATIONAL_STORE_STALE")
+                validation.rich_status(grpc.StatusCode.UNAVAILABLE, str(e), e.reason)
             )
         raise AssertionError("abort returns by raising")
 
@@ -50,7 +50,7 @@ class VerifierService(verifier_pb2_grpc.VerifierServicer):
                 validation.verify_request(req, f"requests[{i}].")
             self._auth.institutions(context, {req.institution_code for req in request.requests})
             reply = verifier_pb2.VerifyBatchResponse()
-            await self._engine.verify(request.requests, into=reply.responses)
+            _first_unconfirmed(await self._engine.verify(request.requests, into=reply.responses))
             return reply
         except validation.InvalidArgument as e:
             await context.abort_with_status(e.status())
@@ -58,7 +58,7 @@ class VerifierService(verifier_pb2_grpc.VerifierServicer):
             await context.abort_with_status(validation.rich_status(e.code, str(e), "NOT_AUTHORIZED"))
         except Unavailable as e:
             await context.abort_with_status(
-                validation.rich_status(grpc.StatusCode.UNAVAILABLE, str(e), "NATIONAL_STORE_STALE")
+                validation.rich_status(grpc.StatusCode.UNAVAILABLE, str(e), e.reason)
             )
         raise AssertionError("abort returns by raising")
 
@@ -94,7 +94,7 @@ class VerifierService(verifier_pb2_grpc.VerifierServicer):
                     # Once per batch, not per message: with mTLS it reads the
                     # caller's certificate.
                     self._auth.institutions(context, {req.institution_code for req in valid})
-                    for resp in await self._engine.verify(valid):
+                    for resp in _first_unconfirmed(await self._engine.verify(valid)):
                         yield resp
                 if bad is not None:
                     await context.abort_with_status(bad.status())
@@ -102,10 +102,22 @@ class VerifierService(verifier_pb2_grpc.VerifierServicer):
             await context.abort_with_status(validation.rich_status(e.code, str(e), "NOT_AUTHORIZED"))
         except Unavailable as e:
             await context.abort_with_status(
-                validation.rich_status(grpc.StatusCode.UNAVAILABLE, str(e), "NATIONAL_STORE_STALE")
+                validation.rich_status(grpc.StatusCode.UNAVAILABLE, str(e), e.reason)
             )
         finally:
             reader.cancel()
+
+
+def _first_unconfirmed(
+    responses: list[verifier_pb2.VerifyResponse | RevocationUnconfirmed],
+) -> list[verifier_pb2.VerifyResponse]:
+    """The answers, unless one code could not be confirmed: then the whole
+    call is UNAVAILABLE (rare: a snapshot's false "maybe" is one code in
+    65,536, and only while the national store is away), to be retried."""
+    for resp in responses:
+        if isinstance(resp, RevocationUnconfirmed):
+            raise resp
+    return responses  # type: ignore[return-value]
 
 
 async def _read_all(

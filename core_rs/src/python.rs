@@ -530,18 +530,28 @@ fn py_issue(
     .map_err(PyErr::from)
 }
 
-/// Build the revocation snapshot's filter file from concatenated 16-byte ids.
+/// Build the revocation snapshot's filter file from concatenated records,
+/// each a 16-byte id and (`record_size` 17) its reason code.
 #[pyfunction]
-fn build_revocation_snapshot(py: Python<'_>, credential_ids: &[u8], path: std::path::PathBuf) -> PyResult<u64> {
-    if credential_ids.len() % 16 != 0 {
+#[pyo3(signature = (credential_ids, path, *, record_size = 16))]
+fn build_revocation_snapshot(
+    py: Python<'_>,
+    credential_ids: &[u8],
+    path: std::path::PathBuf,
+    record_size: usize,
+) -> PyResult<u64> {
+    if record_size != 16 && record_size != 17 {
+        return Err(PyValueError::new_err(format!("record_size: {record_size} is not 16 or 17")));
+    }
+    if credential_ids.len() % record_size != 0 {
         return Err(PyValueError::new_err(format!(
-            "credential_ids: {} bytes is not a whole number of 16-byte ids",
+            "credential_ids: {} bytes is not a whole number of {record_size}-byte records",
             credential_ids.len()
         )));
     }
     py.detach(|| {
         let ids: Vec<CredentialId> =
-            credential_ids.chunks_exact(16).map(|c| c.try_into().unwrap_or_default()).collect();
+            credential_ids.chunks_exact(record_size).map(|c| c[..16].try_into().unwrap_or_default()).collect();
         fuse::build_file(&ids, &path)
     })
     .map_err(|e| PyOSError::new_err(format!("path: {}: {e}", path.display())))

@@ -60,12 +60,47 @@ impl Reason {
     }
 }
 
+/// What changed since the snapshot, with counts kept as it changes so that
+/// `len` costs nothing.
+#[derive(Default)]
+struct Delta {
+    /// None: restored since the snapshot (a tombstone over the filter).
+    map: HashMap<CredentialId, Option<Reason>, RandomState>,
+    /// Revoked ids the snapshot does not hold.
+    outside: usize,
+    tombstones: usize,
+}
+
+impl Delta {
+    fn revoke(&mut self, base: Option<&FuseFilter>, id: CredentialId, reason: Reason) {
+        match self.map.insert(id, Some(reason)) {
+            Some(Some(_)) => {}
+            Some(None) => self.tombstones -= 1,
+            None => self.outside += usize::from(!base.is_some_and(|f| f.may_contain(&id))),
+        }
+    }
+
+    /// True if a revocation was held here.
+    fn restore(&mut self, base: Option<&FuseFilter>, id: &CredentialId) -> bool {
+        if base.is_some_and(|f| f.may_contain(id)) {
+            let old = self.map.insert(*id, None);
+            if old != Some(None) {
+                self.tombstones += 1;
+            }
+            old.flatten().is_some()
+        } else {
+            let had = self.map.remove(id).flatten().is_some();
+            self.outside -= usize::from(had);
+            had
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct RevocationSet {
     /// The snapshot the delta is relative to.
     base: Option<Arc<FuseFilter>>,
-    /// None: restored since the snapshot (a tombstone over the filter).
-    revoked: RwLock<HashMap<CredentialId, Option<Reason>, RandomState>>,
+    revoked: RwLock<Delta>,
     /// Bit `c` set: channel `c` (1..=5) withdrawn.
     withdrawn: RwLock<HashMap<CredentialId, u8, RandomState>>,
 }
@@ -112,15 +147,15 @@ impl RevocationSet {
     }
 
     pub fn revoke(&self, id: CredentialId, reason: Reason) {
-        write(&self.revoked).insert(id, Some(reason));
+        write(&self.revoked).revoke(self.base.as_deref(), id, reason);
     }
 
     /// Bulk load under one lock: `ids` is a concatenation of 16-byte ids.
     pub fn revoke_many(&self, ids: &[CredentialId], reason: Reason) {
-        let mut map = write(&self.revoked);
-        map.reserve(ids.len());
+        let mut delta = write(&self.revoked);
+        delta.map.reserve(ids.len());
         for id in ids {
-            map.insert(*id, Some(reason));
+            delta.revoke(self.base.as_deref(), *id, reason);
         }
     }
 
@@ -137,27 +172,22 @@ impl RevocationSet {
             let id: CredentialId = r[..16].try_into().map_err(|_| i)?;
             parsed.push((id, Reason::from_code(r[16]).ok_or(i)?));
         }
-        let mut map = write(&self.revoked);
-        map.reserve(parsed.len());
+        let mut delta = write(&self.revoked);
+        delta.map.reserve(parsed.len());
         for (id, reason) in &parsed {
-            map.insert(*id, Some(*reason));
+            delta.revoke(self.base.as_deref(), *id, *reason);
         }
         Ok(parsed.len())
     }
 
     pub fn restore(&self, id: &CredentialId) -> bool {
-        let mut map = write(&self.revoked);
-        if self.base.as_ref().is_some_and(|f| f.may_contain(id)) {
-            map.insert(*id, None).flatten().is_some()
-        } else {
-            map.remove(id).flatten().is_some()
-        }
+        write(&self.revoked).restore(self.base.as_deref(), id)
     }
 
     /// The delta's answer, else the snapshot's.
     #[must_use]
     pub fn lookup(&self, id: &CredentialId) -> Lookup {
-        if let Some(entry) = read(&self.revoked).get(id) {
+        if let Some(entry) = read(&self.revoked).map.get(id) {
             return Lookup::Known(*entry);
         }
         match &self.base {
@@ -198,32 +228,24 @@ impl RevocationSet {
     }
 
     pub fn clear(&self) {
-        write(&self.revoked).clear();
+        *write(&self.revoked) = Delta::default();
         write(&self.withdrawn).clear();
     }
 
-    /// Revoked ids: those in the snapshot, less restorations since, plus
-    /// revocations since of ids the snapshot does not hold (one in 65,536
-    /// of those is taken for held). Walks the delta: for metrics, not checks.
+    /// Revoked ids: those in the snapshot, plus revocations since of ids it
+    /// does not hold, less restorations since (one id in 65,536 revoked
+    /// since is taken for one the snapshot holds).
     #[must_use]
     pub fn len(&self) -> usize {
-        let map = read(&self.revoked);
-        let Some(base) = &self.base else { return map.len() };
-        let mut n = usize::try_from(base.ids()).unwrap_or(usize::MAX);
-        for (id, entry) in map.iter() {
-            match entry {
-                None => n = n.saturating_sub(1),
-                Some(_) if !base.may_contain(id) => n += 1,
-                Some(_) => {}
-            }
-        }
-        n
+        let delta = read(&self.revoked);
+        let base = self.base.as_ref().map_or(0, |f| usize::try_from(f.ids()).unwrap_or(usize::MAX));
+        (base + delta.outside).saturating_sub(delta.tombstones)
     }
 
     /// Entries in the delta (revocations and tombstones since the snapshot).
     #[must_use]
     pub fn delta_len(&self) -> usize {
-        read(&self.revoked).len()
+        read(&self.revoked).map.len()
     }
 
     #[must_use]

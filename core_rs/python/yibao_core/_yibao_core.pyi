@@ -88,9 +88,9 @@ class RevocationSet:
     restorations since. An id only the snapshot may hold is "UNCONFIRMED":
     the caller asks the national store. `withdrawals_from` copies another
     set's withdrawn channels (they are always held exactly)."""
-    def __init__(
-        self, snapshot: str | os.PathLike[str] | None = None, *, withdrawals_from: RevocationSet | None = None
-    ) -> None: ...
+    def __new__(
+        cls, snapshot: str | os.PathLike[str] | None = None, *, withdrawals_from: RevocationSet | None = None
+    ) -> RevocationSet: ...
     @property
     def snapshot_ids(self) -> int:
         """Ids in the snapshot (0 without one)."""
@@ -124,8 +124,9 @@ class RevocationSet:
     def withdrawals(self) -> int:
         """Number of credentials with at least one withdrawn channel."""
 
-def build_revocation_snapshot(credential_ids: bytes, path: str | os.PathLike[str]) -> int:
-    """Write the filter of concatenated 16-byte ids to `path` (whole or not
+def build_revocation_snapshot(credential_ids: bytes, path: str | os.PathLike[str], *, record_size: int = 16) -> int:
+    """Write the filter of concatenated records (a 16-byte id, and with
+    `record_size` 17 a reason code after it) to `path` (whole or not
     at all: written beside it and renamed); returns the distinct ids in it.
     About 2.26 bytes per id; one id in 65,536 not in it still "may" be."""
 

@@ -1,0 +1,224 @@
+"""The revocation snapshot: a binary fuse filter of every revoked id
+(yibao_core.build_revocation_snapshot, about 2.26 bytes an id) that nodes
+start from instead of reading every revocation, and map from one file per
+machine however many workers they run.
+
+One node at a time (a lease in the national store) builds it when its
+mirror's exact delta has grown past --snapshot-after ids (or 1% of the
+snapshot): it reads the stream position, then every bucket, builds the
+filter, stores it in chunks under a new generation, points
+`{yibao}:snapshot` at it, announces it on the stream, and trims the stream
+to what came after (keeping a margin for followers a moment behind). Every
+node that sees the announcement fetches the file (or finds it: the workers
+of a node share a directory, and a lock), builds a new mirror over it,
+replays the events since its position, and swaps it in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from redis.exceptions import RedisError
+
+import yibao_core
+from server.national import EVENTS, NationalStore
+from server.state import NodeState
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT = "{yibao}:snapshot"
+GENERATION = "{yibao}:snapshot-generation"
+LEASE = "{yibao}:snapshot-lease"
+CHUNK_BYTES = 8 << 20
+# A superseded snapshot's chunks stay this long for nodes fetching it.
+OLD_CHUNKS_TTL_MS = 600_000
+# Stream events older than a new snapshot's position by more than this are
+# trimmed: a follower is never this far behind while it is in contact (and
+# after losing contact it checks, and reloads if events it missed are gone).
+TRIM_MARGIN_MS = 120_000
+LEASE_MS = 900_000
+
+
+@dataclass(frozen=True)
+class Meta:
+    generation: int
+    position: bytes
+    ids: int
+    size: int
+    sha256: str
+    chunks: int
+
+    @classmethod
+    def parse(cls, raw: dict[bytes, bytes]) -> Meta | None:
+        if not raw:
+            return None
+        return cls(
+            generation=int(raw[b"generation"]),
+            position=raw[b"position"],
+            ids=int(raw[b"ids"]),
+            size=int(raw[b"size"]),
+            sha256=raw[b"sha256"].decode(),
+            chunks=int(raw[b"chunks"]),
+        )
+
+
+def _chunk_key(generation: int, index: int) -> str:
+    # Its own hash tag per chunk: the chunks spread over the cluster.
+    return f"yibao:snapshot:{{{generation}:{index}}}"
+
+
+def file_for(directory: Path, generation: int) -> Path:
+    return directory / f"revocations-{generation:012d}.fuse"
+
+
+@asynccontextmanager
+async def _locked(directory: Path) -> AsyncIterator[None]:
+    """One process of the node at a time fetches a snapshot, so the workers
+    map one file, not a copy each. Polled, not blocking: the holder may be
+    a coroutine of this very process, awaiting its download."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "a+b") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+async def meta(store: NationalStore) -> Meta | None:
+    return Meta.parse(await store.redis.hgetall(SNAPSHOT))
+
+
+async def fetch(store: NationalStore, m: Meta, directory: Path) -> Path:
+    """The snapshot's file in `directory`, fetched unless a process of this
+    node already has it. ValueError if the chunks do not add up (a newer
+    snapshot replaced them): the caller tries again later."""
+    path = file_for(directory, m.generation)
+    async with _locked(directory):
+        if path.exists():
+            return path
+        data = bytearray()
+        for i in range(m.chunks):
+            chunk = await store.redis.get(_chunk_key(m.generation, i))
+            if chunk is None:
+                raise ValueError(f"revocation snapshot {m.generation}: chunk {i} of {m.chunks} is gone")
+            data += chunk
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        if len(data) != m.size or digest != m.sha256:
+            raise ValueError(
+                f"revocation snapshot {m.generation}: {len(data)} bytes with sha256 {digest}, "
+                f"not {m.size} bytes with {m.sha256}"
+            )
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        await asyncio.to_thread(tmp.write_bytes, data)
+        tmp.rename(path)
+    return path
+
+
+async def forget_older(directory: Path, generation: int) -> None:
+    """Unlink older snapshot files (a process still mapping one keeps its
+    pages until it swaps; unlinking does not take them away)."""
+    async with _locked(directory):
+        for f in directory.glob("revocations-*.fuse"):
+            if int(f.stem.split("-")[1]) < generation:
+                f.unlink(missing_ok=True)
+
+
+async def load(store: NationalStore, directory: Path) -> tuple[yibao_core.RevocationSet, bytes, int]:
+    """The mirror a node starts from, the stream position to follow from
+    and the snapshot's generation: the published snapshot if there is one,
+    else every revocation, held exactly (generation 0: a national store
+    that never grew past --snapshot-after)."""
+    while True:
+        m = await meta(store)
+        if m is None:
+            position = await store.position()  # first: later events apply twice, harmlessly
+            mirror = yibao_core.RevocationSet()
+            mirror.revoke_records(await store.revoked_records())
+            generation = 0
+        else:
+            try:
+                path = await fetch(store, m, directory)
+            except ValueError as e:
+                log.warning("%s; trying again", e)
+                await asyncio.sleep(1.0)
+                continue
+            mirror = yibao_core.RevocationSet(path)
+            position, generation = m.position, m.generation
+        for cid, mask in (await store.withdrawals()).items():
+            for channel in range(1, 6):
+                if mask >> channel & 1:
+                    mirror.withdraw_channel(cid, channel)
+        if not await store.trimmed_past(position):
+            return mirror, position, generation
+        log.warning("the stream moved past the snapshot while it was fetched; fetching again")
+
+
+async def publish(store: NationalStore, directory: Path) -> Meta:
+    """Build a snapshot of every stored revocation and make it the current
+    one (the caller holds the lease)."""
+    started = time.monotonic()
+    position = await store.position()
+    records = await store.revoked_records()
+    generation = int(await store.redis.incr(GENERATION))
+    path = file_for(directory, generation)
+    # Written beside its name and renamed: no lock needed, nobody else
+    # writes this generation.
+    ids = await asyncio.to_thread(yibao_core.build_revocation_snapshot, records, path, record_size=17)
+    del records
+    data = await asyncio.to_thread(path.read_bytes)
+    sha = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+    chunks = max(1, -(-len(data) // CHUNK_BYTES))
+    for i in range(chunks):
+        await store.redis.set(_chunk_key(generation, i), data[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES])
+    old = await meta(store)
+    m = Meta(generation, position, ids, len(data), sha, chunks)
+    fields = {"generation": generation, "position": position, "ids": ids, "size": len(data), "sha256": sha, "chunks": chunks}
+    await store.publish_snapshot(SNAPSHOT, fields)
+    if old is not None:
+        for i in range(old.chunks):
+            await store.redis.pexpire(_chunk_key(old.generation, i), OLD_CHUNKS_TTL_MS)
+    ms = int(position.split(b"-")[0]) - TRIM_MARGIN_MS
+    if ms > 0:
+        await store.redis.xtrim(EVENTS, minid=f"{ms}-0", approximate=False)
+    log.info(
+        "revocation snapshot %d published: %d ids, %.1f MiB, position %s, %.1f s",
+        generation, ids, len(data) / 2**20, position.decode(), time.monotonic() - started,
+    )
+    return m
+
+
+async def keep(store: NationalStore, state: NodeState, directory: Path, snapshot_after: int) -> None:
+    """Build a new snapshot whenever the delta outgrows the threshold and no
+    other node is building one."""
+    me = secrets.token_hex(8)
+    while True:
+        await asyncio.sleep(5.0)
+        mirror = state.mirror
+        if mirror.delta_len < max(snapshot_after, mirror.snapshot_ids // 100):
+            continue
+        try:
+            if not await store.redis.set(LEASE, me, nx=True, px=LEASE_MS):
+                continue
+            try:
+                await publish(store, directory)
+            finally:
+                if await store.redis.get(LEASE) == me.encode():
+                    await store.redis.delete(LEASE)
+        except (RedisError, OSError, ValueError) as e:
+            log.warning("revocation snapshot not built, trying again later: %s", e)
