@@ -165,6 +165,10 @@ async def load(store: NationalStore, directory: Path) -> tuple[yibao_core.Revoca
                 if mask >> channel & 1:
                     mirror.withdraw_channel(cid, channel)
         if not await store.trimmed_past(position):
+            if generation:
+                log.info("revocation mirror loaded from snapshot %d: %d ids", generation, mirror.snapshot_ids)
+            else:
+                log.info("revocation mirror loaded exactly from the store: %d ids", len(mirror))
             return mirror, position, generation
         log.warning("the stream moved past the snapshot while it was fetched; fetching again")
 
