@@ -73,6 +73,12 @@ class Follower:
                     log.warning("national store reachable again")
                     failing = False
                 events = await store.events_since(position, FOLLOW_BLOCK_MS)
+                if events and await store.trimmed_past(position):
+                    # Trimmed between our last read and this one (a new
+                    # snapshot's trim): what was read skips events.
+                    state.mirror, position, self._generation = await snapshot.load(store, self._directory)
+                    log.warning("fell behind a stream trim: mirror reloaded (%d revoked)", len(state.mirror))
+                    continue
                 for event_id, fields in events:
                     await self._apply(fields)
                     position = event_id

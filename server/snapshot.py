@@ -40,12 +40,14 @@ SNAPSHOT = "{yibao}:snapshot"
 GENERATION = "{yibao}:snapshot-generation"
 LEASE = "{yibao}:snapshot-lease"
 CHUNK_BYTES = 8 << 20
-# A superseded snapshot's chunks stay this long for nodes fetching it.
-OLD_CHUNKS_TTL_MS = 600_000
+# A superseded snapshot's chunks stay this long for nodes fetching it (a
+# fetch that finds them gone starts again with the new one).
+OLD_CHUNKS_TTL_MS = 30_000
 # Stream events older than a new snapshot's position by more than this are
-# trimmed: a follower is never this far behind while it is in contact (and
-# after losing contact it checks, and reloads if events it missed are gone).
-TRIM_MARGIN_MS = 120_000
+# trimmed (nodes switching to it replay from its position). A follower that
+# was further behind finds out after its next read (Follower.run) and
+# reloads, so the margin only spares it that.
+TRIM_MARGIN_MS = 10_000
 LEASE_MS = 900_000
 
 
@@ -180,6 +182,7 @@ async def publish(store: NationalStore, directory: Path) -> Meta:
     position = await store.position()
     records = await store.revoked_records()
     generation = int(await store.redis.incr(GENERATION))
+    directory.mkdir(parents=True, exist_ok=True)
     path = file_for(directory, generation)
     # Written beside its name and renamed: no lock needed, nobody else
     # writes this generation.
