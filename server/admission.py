@@ -8,7 +8,21 @@ latency it has room for; refusals cost a dictionary look-up.
 The per-caller table holds only callers with calls in progress, so it is
 never larger than the in-flight limit, whatever callers send. The caller
 is the request's institution_code (the first of a batch); with mTLS the
-node has already checked that it is the caller's own."""
+node has already checked that it is the caller's own.
+
+Those limits count the calls the event loop has taken up. When the event
+loop itself is the bottleneck (a node past its capacity) the backlog forms
+before that, in gRPC core's queue of calls no handler has asked for yet,
+where no Python code sees them; and in grpc.aio refusing a call costs the
+event loop about as much as answering an empty one (~0.8 of a Verify), so
+at twice its capacity a node cannot refuse its way out of that backlog.
+``server_options()`` bounds that queue inside gRPC core instead: a call
+arriving when ``--max-queued`` calls of its method are already waiting is
+refused by gRPC at once, on gRPC's own threads, at no cost to the event
+loop, and a call that has waited over a second is dropped when the loop
+next takes one up. gRPC core answers those calls CANCELLED (it has no other
+status for them), not RESOURCE_EXHAUSTED; they never reach a handler, so
+nothing was done for them and a retry with backoff is safe."""
 
 from __future__ import annotations
 
@@ -20,9 +34,22 @@ import grpc
 
 from server.validation import rich_status
 
-__all__ = ["AdmissionInterceptor"]
+__all__ = ["AdmissionInterceptor", "server_options"]
 
 _STREAMS = "VerifyStream"
+
+
+def server_options(max_queued: int) -> list[tuple[str, int]]:
+    """grpc.aio.server() options bounding gRPC core's queue of calls not yet
+    taken up by the event loop: at most ``max_queued`` calls of one method
+    (tail drop: a soft limit equal to the hard one, so no random early
+    drops of a burst below it), none kept over a second (gRPC counts this
+    one in whole seconds)."""
+    return [
+        ("grpc.server.max_pending_requests", max_queued),
+        ("grpc.server.max_pending_requests_hard_limit", max_queued),
+        ("grpc.server_max_unrequested_time_in_server", 1),
+    ]
 
 
 class _Limits:

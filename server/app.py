@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 import yibao_core
 from server import audit, metrics, node_key, redis_pipe, tracing
 from server.admin import AdminService
-from server.admission import AdmissionInterceptor
+from server.admission import AdmissionInterceptor, server_options
 from server.config import Config
 from server.decoding import DecodingInterceptor
 from server.engine import Batcher, VerifyEngine
@@ -181,9 +181,9 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
             AdmissionInterceptor(cfg.max_in_flight, cfg.max_in_flight_per_caller),
             *_tracing(cfg),
         ],
-        options=[("grpc.so_reuseport", 1 if shared_port else 0)],
-        # gRPC's own count includes calls not yet handed to a handler: when
-        # the event loop is the bottleneck, those are where a backlog forms.
+        # server_options: the bound of gRPC core's own queue, where a backlog
+        # forms when the event loop is the bottleneck (server/admission.py).
+        options=[("grpc.so_reuseport", 1 if shared_port else 0), *server_options(cfg.max_queued)],
         maximum_concurrent_rpcs=cfg.max_in_flight,
     )
     authorizer = Authorizer(insecure=cfg.insecure)
