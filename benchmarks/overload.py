@@ -1,14 +1,19 @@
 """The node at twice its capacity, beside the empty grpc.aio unary service
 offered the same load in the same run (issue #12):
 
-    .venv/bin/python benchmarks/overload.py [--max-in-flight 64] [--quick]
+    .venv/bin/python benchmarks/overload.py [--max-in-flight 64] [--max-queued 64] [--quick]
 
 1. the node's unary Verify capacity in a closed loop (C calls/s);
-2. an open loop offering 2C calls/s to the node (with --max-in-flight N) and
-   then to the empty service;
-3. a table: what each answered, what the node refused (RESOURCE_EXHAUSTED)
-   and how fast, the latency of what it accepted against the empty
-   service's at the same offered load, and the node's peak memory.
+2. an open loop offering 2C calls/s to the node (with --max-in-flight N and
+   --max-queued Q) and then to the empty service (grpc.aio's defaults);
+3. then an open loop offering C/2 calls/s to the node (once the next run's
+   codes are prepared, a few seconds): is it answering as usual again;
+4. a table: what each answered, what was refused and how (RESOURCE_EXHAUSTED
+   from the node's own limits; CANCELLED from gRPC core's bound on its
+   queue, --max-queued: the load generator itself never cancels a call
+   before its 30 s deadline) and how fast, the latency of what was accepted
+   against the empty service's at the same offered load, and the node's
+   peak memory.
 
 Latency runs from when a call was due (no coordinated omission). Every run
 is bounded in count and time (benchmarks/load.py); loopback only.
@@ -39,13 +44,19 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def _refused(r: load.Result) -> int:
-    return sum(n for k, n in r.errors.items() if k.startswith("RESOURCE_EXHAUSTED"))
+def _refused(r: load.Result, code: str = "RESOURCE_EXHAUSTED") -> int:
+    return sum(n for k, n in r.errors.items() if k.startswith(code + ":"))
+
+
+def _refusal_latency(r: load.Result, code: str) -> str:
+    lat = r.error_latency_ms.get(code)
+    return f"{lat['p50']:.1f} / {lat['p99']:.1f}" if lat else "—"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max-in-flight", type=int, default=64, help="the node's --max-in-flight (default %(default)s)")
+    ap.add_argument("--max-queued", type=int, default=64, help="the node's --max-queued (default %(default)s)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: seconds, figures mean nothing")
     ap.add_argument("--max-load", type=float, default=0.5)
     ap.add_argument("--wait-quiet", type=float, default=0 if "--quick" in (argv or sys.argv) else 60)
@@ -53,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else Plan()
     note = wait_quiet(args.max_load, args.wait_quiet)
     with tempfile.TemporaryDirectory(prefix="yibao-overload-") as work:
-        b = Bench(Path(work), 1, node_args=("--max-in-flight", str(args.max_in_flight)))
+        b = Bench(Path(work), 1, node_args=("--max-in-flight", str(args.max_in_flight),
+                                            "--max-queued", str(args.max_queued)))  # fmt: skip
         try:
             assert b.node.proc is not None
             closed = b.run(b.node_spec("verify", plan, concurrency=plan.unary_concurrency,
@@ -70,28 +82,38 @@ def main(argv: list[str] | None = None) -> int:
             sampler = threading.Thread(target=sample)
             sampler.start()
             ours = b.run(b.node_spec("verify", plan, concurrency=1024, rate=offered, max_codes=plan.codes(offered)))
+            # The load drops to half the capacity: answered as usual again?
+            after = b.run(b.node_spec("verify", plan, concurrency=1024, rate=closed.calls_per_s / 2,
+                                      max_codes=plan.codes(closed.calls_per_s / 2)))  # fmt: skip
             stop.set()
             sampler.join()
             empty = b.run(b.peer_spec("empty", plan, concurrency=1024, rate=offered, max_codes=load.PEER_POOL))
         finally:
             b.stop()
-    refused_per_s = _refused(ours) / (plan.warmup_s + plan.duration_s)
+    run_s = plan.warmup_s + plan.duration_s
     print(f"Machine: {machine.describe()}")
     if note:
         print(note)
     print(f"\nNode closed-loop Verify capacity: {closed.calls_per_s:,.0f} calls/s; offered twice that: "
-          f"{offered:,.0f} calls/s; node --max-in-flight {args.max_in_flight}\n")  # fmt: skip
+          f"{offered:,.0f} calls/s; node --max-in-flight {args.max_in_flight} --max-queued {args.max_queued}\n")  # fmt: skip
     print("| at 2x capacity | node | empty grpc.aio service, same offered load |")
     print("|---|---:|---:|")
     print(f"| answered OK, calls/s | {ours.calls_per_s:,.0f} | {empty.calls_per_s:,.0f} |")
-    print(f"| refused (RESOURCE_EXHAUSTED), calls/s | {refused_per_s:,.0f} | {_refused(empty)} |")
-    print(f"| other errors | {sum(ours.errors.values()) - _refused(ours)} | "
-          f"{sum(empty.errors.values()) - _refused(empty)} |")  # fmt: skip
+    for code, who in (("RESOURCE_EXHAUSTED", "the node's limits"), ("CANCELLED", "gRPC core's queue bound")):
+        print(f"| refused {code} ({who}), calls/s | {_refused(ours, code) / run_s:,.0f} | "
+              f"{_refused(empty, code) / run_s:,.0f} |")  # fmt: skip
+        print(f"| refused {code}, p50 / p99 ms | {_refusal_latency(ours, code)} | {_refusal_latency(empty, code)} |")
+    others = {k: n for k, n in ours.errors.items() if not k.startswith(("RESOURCE_EXHAUSTED:", "CANCELLED:"))}
+    others_empty = {k: n for k, n in empty.errors.items() if not k.startswith(("RESOURCE_EXHAUSTED:", "CANCELLED:"))}
+    print(f"| other errors | {sum(others.values())} | {sum(others_empty.values())} |")
     for q in ("p50", "p99", "max"):
         print(f"| accepted {q}, ms | {ours.latency_ms[q]:.1f} | {empty.latency_ms[q]:.1f} |")
     print(f"| node peak RSS, MiB | {max(peak) / 1024:.0f} (at start {peak[0] / 1024:.0f}) | |")
+    print(f"\nAfter it, at half the capacity ({closed.calls_per_s / 2:,.0f} calls/s offered): node answered "
+          f"{after.calls_per_s:,.0f} calls/s, p99 {after.latency_ms['p99']:.1f} ms, "
+          f"errors {sum(after.errors.values())}")  # fmt: skip
     print("\nRuns:")
-    for r in (closed, ours, empty):
+    for r in (closed, ours, after, empty):
         print(f"- {r.summary()}")
     return 0
 
