@@ -98,6 +98,97 @@ def test_beyond_its_limit_the_node_sheds_fast_and_recovers(tmp_path: Path) -> No
         redis.stop()
 
 
+def test_at_twice_its_capacity_the_node_sheds_at_once_and_recovers(tmp_path: Path) -> None:
+    """The event loop itself the bottleneck (issue #12): the node's closed-loop
+    Verify rate C is measured, then 2C is offered in an open loop. The
+    backlog then forms in gRPC core's queue, before any handler; --max-queued
+    bounds it there, and what is past the bound is refused by gRPC core at
+    once with CANCELLED (server/admission.py; the load generator itself
+    never cancels a call before its 10 s deadline). A probe beside the load
+    times its own calls from when it sent them (the load generator's clock
+    runs from when a call was due, which on a loaded CI machine includes its
+    own lateness). What must hold: only refusals (RESOURCE_EXHAUSTED from the
+    node's limits, CANCELLED from the queue bound), answered quickly; every
+    accepted call VALID and answered within a bound, where an unbounded
+    queue makes a call wait as long as the overload has lasted; memory
+    bounded; afterwards, every call answered again."""
+    redis = Redis(tmp_path / "redis").start()
+    issuer = Issuer.create(tmp_path)
+    node = Node(tmp_path / "node", redis.url, issuer.trust_list_path,
+                extra=("--max-in-flight", "32", "--max-queued", "32")).start()  # fmt: skip
+    assert node.proc is not None
+    probe_codes: list[str] = []
+    accepted: list[float] = []  # seconds, from the probe's own send
+    refused: list[tuple[str, float]] = []
+    rss: list[int] = []
+    stop = threading.Event()
+
+    def probe() -> None:
+        with node.channel() as ch:
+            stub = verifier_pb2_grpc.VerifierStub(ch)
+            for i, code in enumerate(probe_codes):
+                if stop.is_set():
+                    break
+                started = time.monotonic()
+                try:
+                    answer = stub.Verify(verifier_pb2.VerifyRequest(code=code, institution_code=HOSPITAL,
+                                                                    request_id=f"probe-{i}"), timeout=10)  # fmt: skip
+                    assert answer.outcome == verifier_pb2.OUTCOME_VALID, answer
+                    accepted.append(time.monotonic() - started)
+                except grpc.RpcError as e:
+                    refused.append((e.code().name, time.monotonic() - started))
+                rss.append(_rss_kib(node.proc.pid))  # type: ignore[union-attr]
+                time.sleep(0.02)
+
+    def spec(**kw: object) -> load.Spec:
+        return load.Spec(target=node.target, mode="verify", processes=2, warmup_s=0.5,
+                         issuer_key=issuer.private_key.hex(), server_pids=[node.proc.pid],  # type: ignore[union-attr]
+                         call_timeout_s=10, **kw)  # type: ignore[arg-type]  # fmt: skip
+
+    try:
+        capacity = load.run(spec(concurrency=16, duration_s=2, max_codes=12_000)).calls_per_s
+        assert capacity > 0
+        offered = 2 * capacity
+        probe_codes.extend(issuer.issue(os.urandom(16).hex().upper(), "440300", 2) for _ in range(400))
+        rss_before = _rss_kib(node.proc.pid)
+        prober = threading.Thread(target=probe)
+        prober.start()
+        result = load.run(spec(concurrency=1024, duration_s=4, rate=offered, max_codes=int(offered * 4.5) + 1000))
+        stop.set()
+        prober.join(30)
+
+        shed = {k: v for k, v in result.errors.items() if k.startswith(("RESOURCE_EXHAUSTED:", "CANCELLED:"))}
+        where = f"{capacity:,.0f} calls/s closed loop, {offered:,.0f} offered: {result.summary()}"
+        assert shed, f"nothing shed at twice the capacity: {where}"
+        assert result.errors == shed, f"answers other than refusals: {where}"
+        assert result.calls > 0 and result.valid == result.codes, f"accepted calls must be answered VALID: {where}"
+        # Refusals are quick: gRPC core's at once, the node's before any work.
+        for code, lat in result.error_latency_ms.items():
+            assert lat["p50"] < 1_000, f"{code} refusals take {lat['p50']:.0f} ms (median): {where}"
+        assert accepted, "the probe had no call accepted during the overload"
+        accepted.sort()
+        slow = accepted[int(len(accepted) * 0.9)]
+        assert slow < 2.0, f"the probe's accepted calls: 90% within {slow * 1000:.0f} ms ({len(refused)} refused)"
+        assert max(accepted) < 5.0, f"a probe call accepted after {max(accepted):.1f} s"
+        assert all(t < 2.0 for _, t in refused), f"slow refusals of the probe: {refused}"
+        assert (max(rss) - rss_before) / 1024 < 100, "the node's memory grew under load"
+
+        # The load is gone: every call is answered again, and promptly.
+        with node.channel() as ch:
+            stub = verifier_pb2_grpc.VerifierStub(ch)
+            for i in range(20):
+                code = issuer.issue(os.urandom(16).hex().upper(), "440300", 2)
+                started = time.monotonic()
+                answer = stub.Verify(verifier_pb2.VerifyRequest(code=code, institution_code=HOSPITAL,
+                                                                request_id=f"after-{i}"), timeout=10)  # fmt: skip
+                assert answer.outcome == verifier_pb2.OUTCOME_VALID
+                assert time.monotonic() - started < 1.0, "not answered promptly after the load"
+    finally:
+        stop.set()
+        node.stop()
+        redis.stop()
+
+
 def test_one_caller_cannot_take_the_whole_node(tmp_path: Path) -> None:
     """Per-caller limit: an institution at its allowance is refused while another is still served."""
     redis = Redis(tmp_path / "redis").start()
