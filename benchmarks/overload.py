@@ -15,13 +15,18 @@ offered the same load in the same run (issue #12):
    against the empty service's at the same offered load, and the node's
    peak memory.
 
-Latency runs from when a call was due (no coordinated omission). Every run
-is bounded in count and time (benchmarks/load.py); loopback only.
+Latency runs from when a call was due (no coordinated omission). On this
+2-core machine the load generator shares the cores, so at twice the
+capacity its own lateness is in those figures too; a probe beside it (one
+caller in this process, a call every 10 ms, timed from when it was sent)
+shows what a single well-behaved caller sees. Every run is bounded in count
+and time (benchmarks/load.py); loopback only.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
@@ -35,6 +40,70 @@ sys.path.insert(0, str(HERE))
 import load  # noqa: E402
 import machine  # noqa: E402
 from node import QUICK, Bench, Plan, wait_quiet  # noqa: E402
+
+
+class Probe:
+    """One caller beside the load: a call every 10 ms during the measured
+    window, each timed from when it was sent (at most `len(requests)`)."""
+
+    def __init__(self, target: str, path: str, requests: list[bytes]) -> None:
+        self.target, self.path, self.requests = target, path, requests
+        self.accepted: list[float] = []
+        self.refused: dict[str, list[float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _run(self) -> None:
+        import grpc
+
+        with grpc.insecure_channel(self.target) as ch:
+            call = ch.unary_unary(self.path)
+            for body in self.requests:
+                if self._stop.is_set():
+                    return
+                sent = time.monotonic()
+                try:
+                    call(body, timeout=30)
+                    self.accepted.append(time.monotonic() - sent)
+                except grpc.RpcError as e:
+                    self.refused.setdefault(e.code().name, []).append(time.monotonic() - sent)
+                time.sleep(max(0.0, sent + 0.01 - time.monotonic()))
+
+    def summary(self) -> str:
+        acc = sorted(self.accepted)
+        q = (lambda p: f"{load._percentile(acc, p) * 1e3:.1f}") if acc else (lambda p: "—")  # noqa: E731
+        refused = ", ".join(f"{code} {len(v)}" for code, v in sorted(self.refused.items())) or "none"
+        return f"{len(acc)} accepted, p50 {q(50)} / p99 {q(99)} / max {q(100)} ms; refused: {refused}"
+
+
+def _probed(b: Bench, spec: load.Spec, probe: Probe) -> load.Result:
+    print(f"  running {spec.mode} (open at {spec.rate:,.0f} codes/s) with a probe ...", file=sys.stderr, flush=True)
+    try:
+        r = load.run(spec, on_window=probe.start)
+    finally:
+        probe.stop()
+    print(f"  {r.summary()}\n  probe: {probe.summary()}", file=sys.stderr, flush=True)
+    b.runs.append(r)
+    return r
+
+
+def _probe_cell(p: Probe) -> str:
+    acc = sorted(p.accepted)
+    if not acc:
+        return "—"
+    return " / ".join(f"{load._percentile(acc, q) * 1e3:.1f}" for q in (50, 99, 100))
+
+
+def _probe_refused(p: Probe) -> str:
+    n = len(p.accepted) + sum(len(v) for v in p.refused.values())
+    return ", ".join(f"{len(v)} {code}" for code, v in sorted(p.refused.items())) + f" of {n}" if p.refused else f"0 of {n}"
 
 
 def _rss_kib(pid: int) -> int:
@@ -79,15 +148,28 @@ def main(argv: list[str] | None = None) -> int:
                     peak.append(_rss_kib(b.node.proc.pid))  # type: ignore[union-attr]
                     time.sleep(0.1)
 
+            from yibao.v1 import verifier_pb2
+
+            def verify(i: int) -> bytes:
+                code = b.issuer.issue(os.urandom(16).hex().upper(), load.INSURED_REGION, 2, ttl_s=300)
+                return verifier_pb2.VerifyRequest(code=code, institution_code=load.INSTITUTIONS[0],
+                                                  request_id=f"probe-{i}").SerializeToString()  # fmt: skip
+
+            probe_calls = int((plan.warmup_s + plan.duration_s) * 100) + 100
+            node_probe = Probe(b.node.target, load.PATHS["verify"], [verify(i) for i in range(probe_calls)])
             sampler = threading.Thread(target=sample)
             sampler.start()
-            ours = b.run(b.node_spec("verify", plan, concurrency=1024, rate=offered, max_codes=plan.codes(offered)))
+            ours = _probed(b, b.node_spec("verify", plan, concurrency=1024, rate=offered,
+                                          max_codes=plan.codes(offered)), node_probe)  # fmt: skip
             # The load drops to half the capacity: answered as usual again?
             after = b.run(b.node_spec("verify", plan, concurrency=1024, rate=closed.calls_per_s / 2,
                                       max_codes=plan.codes(closed.calls_per_s / 2)))  # fmt: skip
             stop.set()
             sampler.join()
-            empty = b.run(b.peer_spec("empty", plan, concurrency=1024, rate=offered, max_codes=load.PEER_POOL))
+            empty_probe = Probe("", load.PATHS["empty"], [verify(i) for i in range(probe_calls)])
+            spec = b.peer_spec("empty", plan, concurrency=1024, rate=offered, max_codes=load.PEER_POOL)
+            empty_probe.target = spec.target
+            empty = _probed(b, spec, empty_probe)
         finally:
             b.stop()
     run_s = plan.warmup_s + plan.duration_s
@@ -108,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| other errors | {sum(others.values())} | {sum(others_empty.values())} |")
     for q in ("p50", "p99", "max"):
         print(f"| accepted {q}, ms | {ours.latency_ms[q]:.1f} | {empty.latency_ms[q]:.1f} |")
+    print(f"| a probe beside the load (a call every 10 ms, from its send): accepted p50 / p99 / max, ms | "
+          f"{_probe_cell(node_probe)} | {_probe_cell(empty_probe)} |")  # fmt: skip
+    print(f"| the probe's calls refused | {_probe_refused(node_probe)} | {_probe_refused(empty_probe)} |")
     print(f"| node peak RSS, MiB | {max(peak) / 1024:.0f} (at start {peak[0] / 1024:.0f}) | |")
     print(f"\nAfter it, at half the capacity ({closed.calls_per_s / 2:,.0f} calls/s offered): node answered "
           f"{after.calls_per_s:,.0f} calls/s, p99 {after.latency_ms['p99']:.1f} ms, "
