@@ -41,7 +41,7 @@ _GRPC_TYPES = {
 class _MethodMetrics:
     """The labelled children of one method, and the clock, bound once."""
 
-    __slots__ = ("_labels", "_started", "_done", "_in_flight", "_access")
+    __slots__ = ("_labels", "_started", "_done", "_in_flight", "_access", "handlers_run")
 
     def __init__(self, grpc_type: str, service: str, method: str, access: bool = False) -> None:
         self._labels = (grpc_type, service, method)
@@ -50,8 +50,10 @@ class _MethodMetrics:
         self._in_flight = metrics.in_flight()
         # code -> (handled counter child, handling-seconds histogram child)
         self._done: dict[grpc.StatusCode, tuple[Any, Any]] = {}
+        self.handlers_run = 0
 
     def start(self) -> float:
+        self.handlers_run += 1
         self._started.inc()
         self._in_flight.inc()
         return time.perf_counter()
@@ -274,6 +276,11 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         if mm is None:
             mm = self._methods[key] = _MethodMetrics(grpc_type, *_split(path), access=self._access)
         return mm
+
+    def handlers_run(self) -> int:
+        """Calls whose handler has run (or is running), of every method, since
+        the start: server/admission.py counts the others from gRPC's count."""
+        return sum(mm.handlers_run for mm in self._methods.values())
 
     def preinitialize(self, services: Iterable[Any]) -> None:
         """Create the zero-valued started and handled{grpc_code="OK"} series of
