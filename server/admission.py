@@ -36,6 +36,7 @@ from typing import Any
 import grpc
 
 from server import metrics
+from server.handlers import WrappedHandlers
 from server.validation import rich_status
 
 __all__ = ["AdmissionInterceptor", "WithoutHandler", "server_options"]
@@ -178,7 +179,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, max_in_flight: int, max_per_caller: int) -> None:
         self._limits = _Limits(max_in_flight, max_per_caller)
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._handlers = WrappedHandlers(lambda _path, handler: self._wrap(handler))
 
     async def intercept_service(
         self,
@@ -189,12 +190,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
         path = handler_call_details.method
         if handler is None or not path.startswith("/yibao."):
             return handler
-        cached = self._cache.get(path)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(handler)
-        self._cache[path] = (handler, wrapped)
-        return wrapped
+        return self._handlers.get(path, handler)
 
     def _wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         limits = self._limits

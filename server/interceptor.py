@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 from server import logs, metrics
+from server.handlers import WrappedHandlers
 
 __all__ = ["MetricsInterceptor"]
 
@@ -247,8 +248,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, *, access_log: bool = False) -> None:
         """`access_log`: also log every call (server/logs.py)."""
         self._access = access_log
-        # method path -> (the handler returned by the chain, its wrapped form)
-        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._handlers = WrappedHandlers(lambda path, handler: _wrap(handler, self._method_metrics(path, handler)))
         self._methods: dict[tuple[str, str], _MethodMetrics] = {}
 
     async def intercept_service(
@@ -261,13 +261,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             # Unknown method: grpc answers UNIMPLEMENTED; like go-grpc-prometheus,
             # not counted (its name comes from the client: unbounded labels).
             return None
-        path = handler_call_details.method
-        cached = self._handlers.get(path)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = _wrap(handler, self._method_metrics(path, handler))
-        self._handlers[path] = (handler, wrapped)
-        return wrapped
+        return self._handlers.get(handler_call_details.method, handler)
 
     def _method_metrics(self, path: str, handler: grpc.RpcMethodHandler) -> _MethodMetrics:
         grpc_type = _GRPC_TYPES[(bool(handler.request_streaming), bool(handler.response_streaming))]
