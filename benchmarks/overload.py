@@ -3,7 +3,8 @@ offered the same load in the same run (issue #12):
 
     .venv/bin/python benchmarks/overload.py [--max-in-flight 64] [--max-queued 64] [--quick]
 
-1. the node's unary Verify capacity in a closed loop (C calls/s);
+1. the node's unary Verify capacity in a closed loop (C calls/s, the better
+   of two runs);
 2. an open loop offering 2C calls/s to the node (with --max-in-flight N and
    --max-queued Q) and then to the empty service (grpc.aio's defaults);
 3. then an open loop offering C/2 calls/s to the node (once the next run's
@@ -137,8 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                                             "--max-queued", str(args.max_queued)))  # fmt: skip
         try:
             assert b.node.proc is not None
-            closed = b.run(b.node_spec("verify", plan, concurrency=plan.unary_concurrency,
-                                       max_codes=plan.codes(plan.unary_codes_per_s)))  # fmt: skip
+            # Twice, the better of the two: a run slowed by another job on the
+            # machine would make "twice the capacity" less than that.
+            closed = max((b.run(b.node_spec("verify", plan, concurrency=plan.unary_concurrency,
+                                            max_codes=plan.codes(plan.unary_codes_per_s))) for _ in range(2)),
+                         key=lambda r: r.calls_per_s)  # fmt: skip
             offered = 2 * closed.calls_per_s
             peak = [_rss_kib(b.node.proc.pid)]
             stop = threading.Event()
@@ -198,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{after.calls_per_s:,.0f} calls/s, p99 {after.latency_ms['p99']:.1f} ms, "
           f"errors {sum(after.errors.values())}")  # fmt: skip
     print("\nRuns:")
-    for r in (closed, ours, after, empty):
+    for r in (*(r for r in b.runs if r.loop == "closed"), ours, after, empty):
         print(f"- {r.summary()}")
     return 0
 
