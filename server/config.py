@@ -250,10 +250,11 @@ def parser() -> argparse.ArgumentParser:
         "--max-queued",
         type=_positive_int,
         default=int(_env("max-queued") or d.max_queued),
-        help="calls that may wait in gRPC's own queue for the event loop to take them up; beyond it gRPC "
-        "refuses a call at once (the client sees CANCELLED), at no cost to the event loop, and no call waits "
-        "there over a second. About the calls/s a process answers times the wait to allow, e.g. 128 for "
-        "2,500 Verify/s and 50 ms (default %(default)s, which leaves room for bursts)",
+        help="calls of one method that may wait in gRPC's own queue for the event loop to take them up; beyond "
+        "it gRPC refuses a call at once, before any handler (the client sees CANCELLED), and it drops one that "
+        "has waited there over a second. About the calls/s a process answers times the wait to allow, e.g. 64 "
+        "for 2,000 Verify/s and 30 ms; at least the calls that arrive together in a burst "
+        "(default %(default)s, room for bursts of a few hundred)",
     )
     p.add_argument(
         "--health-listen",

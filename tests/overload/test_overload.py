@@ -209,6 +209,29 @@ def test_at_twice_its_capacity_the_node_sheds_at_once_and_recovers(tmp_path: Pat
         redis.stop()
 
 
+def test_a_burst_within_the_queue_bound_is_answered_and_not_counted_as_shed(tmp_path: Path) -> None:
+    """200 calls at once, below the default --max-queued (256): all answered,
+    and yibao_grpc_calls_without_handler_total stays at 0 (the queue that
+    passed is not counted as calls answered without a handler)."""
+    redis = Redis(tmp_path / "redis").start()
+    issuer = Issuer.create(tmp_path)
+    node = Node(tmp_path / "node", redis.url, issuer.trust_list_path).start()
+    try:
+        codes = [issuer.issue(os.urandom(16).hex().upper(), "440300", 2) for _ in range(200)]
+        with node.channel() as ch:
+            stub = verifier_pb2_grpc.VerifierStub(ch)
+            calls = [stub.Verify.future(verifier_pb2.VerifyRequest(code=c, institution_code=HOSPITAL,
+                                                                   request_id=f"b{i}"), timeout=30)
+                     for i, c in enumerate(codes)]  # fmt: skip
+            outcomes = [call.result().outcome for call in calls]
+        assert outcomes == [verifier_pb2.OUTCOME_VALID] * 200
+        time.sleep(4)  # the node reads gRPC's count once a second
+        assert _counter(node.metrics_url, "yibao_grpc_calls_without_handler_total", at_least=0) == 0
+    finally:
+        node.stop()
+        redis.stop()
+
+
 def test_one_caller_cannot_take_the_whole_node(tmp_path: Path) -> None:
     """Per-caller limit: an institution at its allowance is refused while another is still served."""
     redis = Redis(tmp_path / "redis").start()
