@@ -122,9 +122,10 @@ def test_at_twice_its_capacity_the_node_sheds_at_once_and_recovers(tmp_path: Pat
     runs from when a call was due, which on a loaded CI machine includes its
     own lateness). What must hold: only refusals (RESOURCE_EXHAUSTED from the
     node's limits, CANCELLED from the queue bound), answered quickly; every
-    accepted call VALID and answered within a bound, where an unbounded
-    queue makes a call wait as long as the overload has lasted; memory
-    bounded; afterwards, every call answered again."""
+    accepted call VALID and answered within a bound (gRPC's own default
+    queue, thousands of calls, makes them wait seconds: RESULTS.md); memory
+    bounded; what gRPC refused counted in the node's metrics; afterwards,
+    every call answered again, promptly."""
     redis = Redis(tmp_path / "redis").start()
     issuer = Issuer.create(tmp_path)
     node = Node(tmp_path / "node", redis.url, issuer.trust_list_path,
