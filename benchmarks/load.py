@@ -119,6 +119,8 @@ class Result:
     valid: int  # codes with the expected answer (VALID, or SETTLED for settle)
     other_outcomes: dict[str, int]
     errors: dict[str, int]
+    # per status code of the failed calls: p50, p99, max in ms, from when each was due (unary modes)
+    error_latency_ms: dict[str, dict[str, float]]
     codes_per_s: float
     calls_per_s: float
     latency_ms: dict[str, float]  # p50, p90, p99, p99.9, max; per call (per message for streams)
@@ -295,7 +297,7 @@ def _prepare(spec: Spec, worker: int, count: int) -> list[bytes]:
 # One client process
 # ---------------------------------------------------------------------------
 class _Recorder:
-    __slots__ = ("done", "latency", "codes", "valid", "outcomes", "errors")
+    __slots__ = ("done", "latency", "codes", "valid", "outcomes", "errors", "error_latency")
 
     def __init__(self) -> None:
         self.done: list[float] = []
@@ -304,6 +306,8 @@ class _Recorder:
         self.valid: list[int] = []
         self.outcomes: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        # status code name -> seconds from when each failed call was due to its answer
+        self.error_latency: dict[str, list[float]] = {}
 
     def add(self, done: float, latency: float, codes: int, valid: int) -> None:
         self.done.append(done)
@@ -384,6 +388,7 @@ class _Client:
             resp = await self.method(item, timeout=self.spec.call_timeout_s)
         except self.grpc.aio.AioRpcError as e:
             self.rec.errors[f"{e.code().name}: {(e.details() or '')[:80]}"] += 1
+            self.rec.error_latency.setdefault(e.code().name, []).append(time.monotonic() - due)
             return
         now = time.monotonic()
         n, ok = self.count(resp)
@@ -522,7 +527,7 @@ def _worker(spec: Spec, worker: int, count: int, ready: Any, start: Any, out: An
             client.rec.errors["CLIENT_TIMEOUT"] += 1
         ready.put(("done", worker, time.monotonic()))
         r = client.rec
-        out.put((worker, r.done, r.latency, r.codes, r.valid, dict(r.outcomes), dict(r.errors)))
+        out.put((worker, r.done, r.latency, r.codes, r.valid, dict(r.outcomes), dict(r.errors), r.error_latency))
     except BaseException as e:  # reported to the parent
         import traceback
 
@@ -633,10 +638,13 @@ def _measure(spec: Spec, procs: list[Any], ready: Any, start: Any, out: Any, say
     calls = codes = valid = 0
     outcomes: Counter[str] = Counter()
     errors: Counter[str] = Counter()
+    error_latency: dict[str, list[float]] = {}
     for _ in procs:
-        _, done, lat, n, ok, oc, er = out.get(timeout=spec.call_timeout_s + 60)
+        _, done, lat, n, ok, oc, er, el = out.get(timeout=spec.call_timeout_s + 60)
         outcomes.update(oc)
         errors.update(er)
+        for code, values in el.items():
+            error_latency.setdefault(code, []).extend(values)
         for d, la, c, v in zip(done, lat, n, ok):
             if t_window <= d <= t_close:
                 calls += 1
@@ -667,6 +675,10 @@ def _measure(spec: Spec, procs: list[Any], ready: Any, start: Any, out: Any, say
         valid=valid,
         other_outcomes=dict(outcomes),
         errors=dict(errors),
+        error_latency_ms={
+            code: {q: _percentile(values, float(q[1:])) * 1e3 for q in ("p50", "p99")} | {"max": values[-1] * 1e3}
+            for code, values in ((c, sorted(v)) for c, v in error_latency.items())
+        },
         codes_per_s=valid / window if window > 0 else 0.0,
         calls_per_s=calls / window if window > 0 else 0.0,
         latency_ms=lat,

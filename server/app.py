@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 import yibao_core
 from server import audit, metrics, node_key, redis_pipe, snapshot, tracing
 from server.admin import AdminService
-from server.admission import AdmissionInterceptor
+from server.admission import AdmissionInterceptor, WithoutHandler, server_options
 from server.config import Config
 from server.decoding import DecodingInterceptor
 from server.engine import Batcher, VerifyEngine
@@ -222,18 +222,21 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
 
     engine = VerifyEngine(cfg, store, state, token_key)
     batcher = Batcher(engine)
+    call_metrics = MetricsInterceptor(access_log=cfg.access_log)
+    without_handler = WithoutHandler()
     server = grpc.aio.server(
         interceptors=[
-            MetricsInterceptor(access_log=cfg.access_log),
+            call_metrics,
             DecodingInterceptor(),
             AdmissionInterceptor(cfg.max_in_flight, cfg.max_in_flight_per_caller),
             *_tracing(cfg),
         ],
-        options=[("grpc.so_reuseport", 1 if shared_port else 0)],
-        # gRPC's own count includes calls not yet handed to a handler: when
-        # the event loop is the bottleneck, those are where a backlog forms.
+        # server_options: the bound of gRPC core's own queue, where a backlog
+        # forms when the event loop is the bottleneck (server/admission.py).
+        options=[("grpc.so_reuseport", 1 if shared_port else 0), *server_options(cfg.max_queued)],
         maximum_concurrent_rpcs=cfg.max_in_flight,
     )
+    without_handler.attach()
     authorizer = Authorizer(insecure=cfg.insecure)
     regional_pipe = (
         redis_pipe.RedisPipe(
@@ -301,6 +304,7 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
             report_state(store, state, regional_pipe.ping if regional_pipe is not None else regional.ping)
         ),
         asyncio.create_task(watch_event_loop()),
+        asyncio.create_task(without_handler.watch(call_metrics.handlers_run)),
     ]
     if cfg.peers:
         tasks.append(asyncio.create_task(peers.watch_health()))

@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 
+from server.handlers import WrappedHandlers
 from server.validation import InvalidArgument
 
 __all__ = ["DecodingInterceptor"]
@@ -96,8 +97,7 @@ def _wrap(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
 class DecodingInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self) -> None:
-        # method path -> (the handler of the chain, its wrapped form)
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._handlers = WrappedHandlers(lambda _path, handler: _wrap(handler))
 
     async def intercept_service(
         self,
@@ -107,10 +107,4 @@ class DecodingInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        path = handler_call_details.method
-        cached = self._cache.get(path)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = _wrap(handler)
-        self._cache[path] = (handler, wrapped)
-        return wrapped
+        return self._handlers.get(handler_call_details.method, handler)

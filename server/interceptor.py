@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 
 from server import logs, metrics
+from server.handlers import WrappedHandlers
 
 __all__ = ["MetricsInterceptor"]
 
@@ -41,7 +42,7 @@ _GRPC_TYPES = {
 class _MethodMetrics:
     """The labelled children of one method, and the clock, bound once."""
 
-    __slots__ = ("_labels", "_started", "_done", "_in_flight", "_access")
+    __slots__ = ("_labels", "_started", "_done", "_in_flight", "_access", "handlers_run")
 
     def __init__(self, grpc_type: str, service: str, method: str, access: bool = False) -> None:
         self._labels = (grpc_type, service, method)
@@ -50,8 +51,10 @@ class _MethodMetrics:
         self._in_flight = metrics.in_flight()
         # code -> (handled counter child, handling-seconds histogram child)
         self._done: dict[grpc.StatusCode, tuple[Any, Any]] = {}
+        self.handlers_run = 0
 
     def start(self) -> float:
+        self.handlers_run += 1
         self._started.inc()
         self._in_flight.inc()
         return time.perf_counter()
@@ -245,8 +248,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, *, access_log: bool = False) -> None:
         """`access_log`: also log every call (server/logs.py)."""
         self._access = access_log
-        # method path -> (the handler returned by the chain, its wrapped form)
-        self._handlers: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._handlers = WrappedHandlers(lambda path, handler: _wrap(handler, self._method_metrics(path, handler)))
         self._methods: dict[tuple[str, str], _MethodMetrics] = {}
 
     async def intercept_service(
@@ -259,13 +261,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             # Unknown method: grpc answers UNIMPLEMENTED; like go-grpc-prometheus,
             # not counted (its name comes from the client: unbounded labels).
             return None
-        path = handler_call_details.method
-        cached = self._handlers.get(path)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = _wrap(handler, self._method_metrics(path, handler))
-        self._handlers[path] = (handler, wrapped)
-        return wrapped
+        return self._handlers.get(handler_call_details.method, handler)
 
     def _method_metrics(self, path: str, handler: grpc.RpcMethodHandler) -> _MethodMetrics:
         grpc_type = _GRPC_TYPES[(bool(handler.request_streaming), bool(handler.response_streaming))]
@@ -274,6 +270,11 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         if mm is None:
             mm = self._methods[key] = _MethodMetrics(grpc_type, *_split(path), access=self._access)
         return mm
+
+    def handlers_run(self) -> int:
+        """Calls whose handler has run (or is running), of every method, since
+        the start: server/admission.py counts the others from gRPC's count."""
+        return sum(mm.handlers_run for mm in self._methods.values())
 
     def preinitialize(self, services: Iterable[Any]) -> None:
         """Create the zero-valued started and handled{grpc_code="OK"} series of

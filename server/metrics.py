@@ -55,6 +55,7 @@ __all__ = [
     "parse_listen",
     "prepare_multiprocess",
     "record_degraded_verifications",
+    "record_calls_without_handler",
     "record_event_loop_lag",
     "record_forward",
     "record_redis_error",
@@ -179,6 +180,12 @@ class _Core:
             ("peer", "code"),
         )
         self.redis_errors = Counter("yibao_redis_errors_total", "Failed Redis operations, by store.", ("store",))
+        self.without_handler = Counter(
+            "yibao_grpc_calls_without_handler_total",
+            "Calls gRPC answered without running a handler: refused past --max-queued (CANCELLED) or dropped "
+            "after a second in its queue, refused by grpc.aio's count of calls in progress, cancelled while "
+            "queued, or for a method the node does not serve.",
+        )
         self.redis_seconds = Histogram(
             "yibao_redis_command_duration_seconds",
             "Time from sending a script to its reply (replica acknowledgement included), by store.",
@@ -379,6 +386,11 @@ def redis_timer(store: Literal["national", "regional"]) -> Callable[[float], Non
 
 def record_event_loop_lag(seconds: float) -> None:
     _c().loop_lag.observe(seconds)
+
+
+def record_calls_without_handler(n: int) -> None:
+    """`n` more calls answered by gRPC without a handler (server/admission.py)."""
+    _c().without_handler.inc(n)
 
 
 # --------------------------------------------------------------------------
