@@ -77,6 +77,15 @@ if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET
 return before
 """
 
+# KEYS: buckets of one hash tag. Each one's fields and values joined: an id
+# and its code after another, 17 bytes a revocation; one string a bucket,
+# not two per id, for the reader to take apart.
+_READ_BUCKETS = """
+local out = {}
+for i = 1, #KEYS do out[i] = table.concat(redis.call('HGETALL', KEYS[i])) end
+return out
+"""
+
 # KEYS: the bucket of each id (one hash tag); ARGV: id, code pairs.
 _SET_MANY = """
 for i = 1, #KEYS do redis.call('HSET', KEYS[i], ARGV[2 * i - 1], ARGV[2 * i]) end
@@ -264,17 +273,14 @@ class NationalStore:
         return [None if c is None else REASON_NAMES.get(c[0], "LOST") for c in codes]
 
     async def revoked_records(self, tags: range = range(TAGS)) -> bytes:
-        """Every stored revocation as 17-byte records (id, reason code): an
-        HGETALL reply of a bucket, joined, is exactly that."""
+        """Every stored revocation as 17-byte records (id, reason code): a
+        bucket's HGETALL, joined, is exactly that."""
         out = bytearray()
         for tag in tags:
-            pipe = self.tag_pipe(tag)
-            for start in range(0, BUCKETS_PER_TAG, 128):
-                replies = await asyncio.gather(
-                    *(pipe.execute("HGETALL", _bucket_key(tag, b)) for b in range(start, start + 128))
-                )
-                for reply in replies:
-                    out += b"".join(reply)
+            read = redis_pipe.Script(self.tag_pipe(tag), _READ_BUCKETS)
+            for start in range(0, BUCKETS_PER_TAG, 256):
+                for joined in await read(keys=[_bucket_key(tag, b) for b in range(start, start + 256)], args=[]):
+                    out += joined
         self.touch()
         return bytes(out)
 
