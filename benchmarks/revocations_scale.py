@@ -119,8 +119,14 @@ class Row:
     notes: list[str] = field(default_factory=list)
 
 
-async def import_ids(node: Node, n: int, salt: bytes, concurrency: int, deadline_s: float) -> float:
-    """RevokeBatch of every id through `node`; returns seconds."""
+RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
+async def import_ids(
+    node: Node, n: int, salt: bytes, concurrency: int, deadline_s: float, retries: dict[str, int]
+) -> float:
+    """RevokeBatch of every id through `node`; returns seconds. `retries`
+    counts the calls sent again, by status."""
     queue: asyncio.Queue[int | None] = asyncio.Queue()
     for start in range(0, n, BATCH):
         queue.put_nowait(start)
@@ -138,7 +144,17 @@ async def import_ids(node: Node, n: int, salt: bytes, concurrency: int, deadline
                 req = admin_pb2.RevokeBatchRequest(requests=[
                     admin_pb2.RevokeRequest(credential_id=raw[k:k + 16].hex(), reason=REASONS[(start + k // 16) % 4])
                     for k in range(0, len(raw), 16)])  # fmt: skip
-                await stub.RevokeBatch(req, timeout=120)
+                # As a bulk loader should: RevokeBatch is idempotent, so a
+                # call refused or cut short by a busy node is sent again.
+                for attempt in range(6):
+                    try:
+                        await stub.RevokeBatch(req, timeout=120)
+                        break
+                    except grpc.aio.AioRpcError as e:
+                        if attempt == 5 or e.code() not in RETRIED:
+                            raise
+                        retries[e.code().name] = retries.get(e.code().name, 0) + 1
+                        await asyncio.sleep(0.2 * 2**attempt)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return time.perf_counter() - started
@@ -189,10 +205,11 @@ def this_design(work: Path, n: int, concurrency: int, issuer: Issuer, salt: byte
         nodes.append(b)
         assert a.proc is not None
         pss_before = pss_of_tree(a.proc.pid)
-        seconds = asyncio.run(import_ids(a, n, salt, concurrency, deadline_s=max(600.0, n / 10_000)))
+        retries: dict[str, int] = {}
+        seconds = asyncio.run(import_ids(a, n, salt, concurrency, deadline_s=max(600.0, n / 10_000), retries=retries))
         rate = n / seconds
         figures["import_ids_per_s"] = rate
-        print(f"  imported {n:,} ids in {seconds:.1f} s: {rate:,.0f} ids/s", flush=True)
+        print(f"  imported {n:,} ids in {seconds:.1f} s: {rate:,.0f} ids/s; calls sent again: {retries or 'none'}", flush=True)
         # A snapshot of (nearly) everything: the last batches may be in the delta.
         wait_for("a snapshot holding the import", lambda: snapshot_ids(server) >= n * 0.9, timeout_s=max(900.0, n / 20_000))
         generation = int(server.command("HGET", "{yibao}:snapshot", "generation"))

@@ -44,11 +44,18 @@ log = logging.getLogger(__name__)
 MAX_REVOKE_BATCH = 10_000
 
 
+_REASON_NAMES = {
+    value: name.removeprefix("REVOCATION_REASON_")
+    for name, value in common_pb2.RevocationReason.items()
+    if value != common_pb2.REVOCATION_REASON_UNSPECIFIED
+}
+
+
 def _reason_name(value: int) -> str:
-    name = common_pb2.RevocationReason.Name(value) if value in common_pb2.RevocationReason.values() else ""
-    if not name or value == common_pb2.REVOCATION_REASON_UNSPECIFIED:
+    name = _REASON_NAMES.get(value)
+    if name is None:
         raise validation.InvalidArgument("reason", f"{value} is not one of LOST, FROZEN, CANCELLED, DECEASED")
-    return name.removeprefix("REVOCATION_REASON_")
+    return name
 
 
 def _channel(value: int) -> int:

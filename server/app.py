@@ -58,6 +58,9 @@ class Follower:
     def __init__(self, store: NationalStore, state: NodeState, trust: TrustListSource, directory: Path) -> None:
         self._store, self._state, self._trust, self._directory = store, state, trust, directory
         self._generation = 0
+        # The newest snapshot announced, and when to try again after a failed switch.
+        self._announced = 0
+        self._retry_at = 0.0
         self._switching: asyncio.Task[tuple[yibao_core.RevocationSet, bytes, int]] | None = None
 
     async def run(self, position: bytes, generation: int) -> None:
@@ -84,6 +87,8 @@ class Follower:
                     position = event_id
                 if self._switching is not None and self._switching.done():
                     await self._switch(position)
+                if self._switching is None and self._announced > self._generation and time.monotonic() >= self._retry_at:
+                    self._switching = asyncio.create_task(self._prepare())
                 if events:
                     metrics.set_revocations_loaded(len(state.mirror))
             except (RedisError, OSError) as e:
@@ -98,8 +103,7 @@ class Follower:
         if op == "trust":
             await self._trust.on_published()
         elif op == "snapshot":
-            if int(fields[b"id"]) > self._generation and self._switching is None:
-                self._switching = asyncio.create_task(self._prepare())
+            self._announced = max(self._announced, int(fields[b"id"]))
         elif not self._state.apply(op, fields[b"id"].decode(), fields.get(b"arg", b"")):
             log.error("unknown event %r in the national stream, ignored", op)
 
@@ -116,17 +120,26 @@ class Follower:
         assert task is not None
         try:
             mirror, since, generation = task.result()
+            if generation <= self._generation:
+                return
+            events = await self._store.events_between(since, position)
+            if await self._store.trimmed_past(since):
+                raise ValueError(f"the stream was trimmed past snapshot {generation}'s position (a newer one came)")
         except (RedisError, OSError, ValueError) as e:
             log.warning("new revocation snapshot not taken, staying on generation %d: %s", self._generation, e)
+            self._retry_at = time.monotonic() + 5.0
             return
-        if generation <= self._generation:
-            return
-        for _, fields in await self._store.events_between(since, position):
-            apply_to(mirror, fields[b"op"].decode(), fields[b"id"].decode(), fields.get(b"arg", b""))
+        # Off the event loop: after a bulk load this is millions of ids.
+        await asyncio.to_thread(_replay, mirror, events)
         self._state.mirror = mirror
         self._generation = generation
         log.info("revocation snapshot %d taken: %d ids, %d changes since", generation, mirror.snapshot_ids, mirror.delta_len)
         await snapshot.forget_older(self._directory, generation)
+
+
+def _replay(mirror: yibao_core.RevocationSet, events: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    for _, fields in events:
+        apply_to(mirror, fields[b"op"].decode(), fields[b"id"].decode(), fields.get(b"arg", b""))
 
 
 async def report_state(store: NationalStore, state: NodeState, regional_up: Callable[[], Awaitable[object]]) -> None:

@@ -305,10 +305,11 @@ class NationalStore:
         """Events after `after` up to and including `upto`."""
         out: list[tuple[bytes, dict[bytes, bytes]]] = []
         start = b"(" + after
+        # Small pages: an event of a RevokeBatch is 170 kB.
         while True:
-            page = await self.redis.xrange(EVENTS, min=start, max=upto, count=1000)
+            page = await self.redis.xrange(EVENTS, min=start, max=upto, count=50)
             out += page
-            if len(page) < 1000:
+            if len(page) < 50:
                 break
             start = b"(" + page[-1][0]
         self.touch()
