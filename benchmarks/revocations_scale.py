@@ -10,9 +10,11 @@ through node A's Admin.RevokeBatch, 10,000 a call, `--concurrency` calls in
 flight; the nodes build, publish and swap in revocation snapshots as they
 go. Then, once a snapshot holds every id:
   - resident bytes per id over all processes of a node (--workers 2): the
-    sum of their PSS (shared pages counted once) for a node started after
-    the import, less the same sum for node A before it; and the same for
-    node A after the import (it took every RevokeBatch);
+    sum of their PSS (shared pages counted once) without the snapshot's
+    mapping, plus the snapshot file's whole size (pages count in PSS only
+    once touched; in service all are), for a node started after the
+    import, less the same for node A before it; and the same for node A
+    after the import (it took every RevokeBatch);
   - Redis bytes per id: used_memory grown, over N;
   - ready: a fresh node (--workers 2, empty revocation directory) from
     start to SERVING;
@@ -84,16 +86,29 @@ def used_memory(server: Redis) -> int:
 
 
 def pss_of_tree(pid: int) -> int:
-    """Proportional set size of a process and its children, in bytes: a
-    page shared by n of them counts 1/n in each, so shared files once."""
+    """Resident bytes of a process and its children, for a budget: the sum
+    of their proportional set sizes (a page shared by n of them counts 1/n
+    in each) without the revocation snapshot's mapping, plus that file's
+    whole size once. A mapped page counts only once a lookup touched it,
+    and in service lookups touch them all."""
     total = 0
+    snapshots: set[str] = set()
     for p in [pid, *children(pid)]:
         try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:")) * 1024
-        except (OSError, StopIteration):
+            with open(f"/proc/{p}/smaps") as f:
+                mapping = ""
+                for line in f:
+                    head = line.split()
+                    if head and "-" in head[0] and len(head) >= 5 and not line.startswith(("Pss", "Rss")):
+                        mapping = head[5] if len(head) > 5 else ""
+                    elif line.startswith("Pss:"):
+                        if mapping.endswith(".fuse"):
+                            snapshots.add(mapping)
+                        else:
+                            total += int(line.split()[1]) * 1024
+        except OSError:
             pass
-    return total
+    return total + sum(os.path.getsize(m) for m in snapshots if os.path.exists(m))
 
 
 def children(pid: int) -> list[int]:
