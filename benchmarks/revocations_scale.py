@@ -42,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,16 +123,6 @@ def children(pid: int) -> list[int]:
     return out
 
 
-@dataclass
-class Row:
-    figure: str
-    ours: str
-    before: str
-    target: str
-    met: bool | None
-    notes: list[str] = field(default_factory=list)
-
-
 RETRIED = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED)
 
 
@@ -206,14 +195,13 @@ def taken(node: Node, generation: int) -> bool:
     )
 
 
-def this_design(work: Path, n: int, concurrency: int, issuer: Issuer, salt: bytes) -> tuple[list[Row], dict[str, float]]:
+def this_design(work: Path, n: int, concurrency: int, issuer: Issuer, salt: bytes) -> dict[str, float]:
     server = Redis(work / "redis-new", extra=LISTPACK).start()
     # The province's store apart, as in production: its audit log records
     # every id of every RevokeBatch, and is not the national store's cost.
     regional = Redis(work / "redis-regional").start()
     regional_flag = ["--regional-redis-url", regional.url]
     nodes: list[Node] = []
-    rows: list[Row] = []
     figures: dict[str, float] = {}
     try:
         redis_before, regional_before = used_memory(server), used_memory(regional)
@@ -291,7 +279,7 @@ def this_design(work: Path, n: int, concurrency: int, issuer: Issuer, salt: byte
             node.stop()
         server.stop()
         regional.stop()
-    return rows, figures
+    return figures
 
 
 def before_design(work: Path, n: int, salt: bytes) -> dict[str, float]:
@@ -374,7 +362,7 @@ def main() -> None:
         work = Path(os.environ.get("YIBAO_BENCH_KEEP") or tmp)
         issuer = Issuer.create(work)
         print("this design:", flush=True)
-        _, new = this_design(work, a.ids, a.concurrency, issuer, salt)
+        new = this_design(work, a.ids, a.concurrency, issuer, salt)
         old: dict[str, float] = {}
         if not a.no_current:
             print("the design before:", flush=True)

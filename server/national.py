@@ -30,7 +30,6 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
-import yibao_core
 from server import redis_pipe
 
 log = logging.getLogger(__name__)
