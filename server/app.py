@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from redis.exceptions import RedisError
 
 import yibao_core
-from server import audit, metrics, node_key, redis_pipe, snapshot, tracing
+from server import audit, memory, metrics, node_key, redis_pipe, snapshot, tracing
 from server.admin import AdminService
 from server.admission import AdmissionInterceptor, WithoutHandler, server_options
 from server.config import Config
@@ -135,6 +135,8 @@ class Follower:
         self._generation = generation
         log.info("revocation snapshot %d taken: %d ids, %d changes since", generation, mirror.snapshot_ids, mirror.delta_len)
         await snapshot.forget_older(self._directory, generation)
+        # The old mirror went with the swap: give its pages back.
+        await asyncio.to_thread(memory.give_back)
 
 
 def _replay(mirror: yibao_core.RevocationSet, events: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
@@ -209,6 +211,7 @@ def _bind(server: grpc.aio.Server, cfg: Config) -> int:
 async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     """Run until SIGTERM or SIGINT. Raises StoreUnavailable before anything
     else if the national store cannot be reached."""
+    memory.keep_large_blocks_apart()
     metrics.set_build_info(_version(), yibao_core.__version__, platform.python_version())
     store = NationalStore(
         cfg.redis_url,
@@ -230,6 +233,9 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
     assert cfg.revocation_dir is not None, "cli.main gives every node a directory"
     mirror, position, generation = await snapshot.load(store, cfg.revocation_dir)
     state = NodeState(trust_list=trust_list, mirror=mirror)
+    # Held by the state alone: serve() lasts as long as the node, and a name
+    # here kept the first mirror (a whole bulk load's delta) past its switch.
+    del mirror
     trust = TrustListSource(store, state, cfg.trust_list)
     trust.apply(text, trust_list)
 
@@ -302,7 +308,7 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
         cfg.region,
         port,
         len(trust_list),
-        len(mirror),
+        len(state.mirror),
         type(asyncio.get_running_loop()).__module__.partition(".")[0],
     )
 
