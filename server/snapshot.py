@@ -49,6 +49,12 @@ OLD_CHUNKS_TTL_MS = 30_000
 # reloads, so the margin only spares it that.
 TRIM_MARGIN_MS = 10_000
 LEASE_MS = 900_000
+# A build reads every revocation, and every node then fetches and switches to
+# it: O(revocations) each time. While they pour in (a bulk load) the next
+# build waits this many times as long as the last one took, so building
+# takes at most a fifth of the time however fast they come, and a bulk
+# load's total building stays proportional to its size, not to its square.
+BUILD_PACE = 4
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class Meta:
     size: int
     sha256: str
     chunks: int
+    published_ms: int
+    build_ms: int
 
     @classmethod
     def parse(cls, raw: dict[bytes, bytes]) -> Meta | None:
@@ -71,7 +79,13 @@ class Meta:
             size=int(raw[b"size"]),
             sha256=raw[b"sha256"].decode(),
             chunks=int(raw[b"chunks"]),
+            published_ms=int(raw[b"published_ms"]),
+            build_ms=int(raw[b"build_ms"]),
         )
+
+    def due(self, now_ms: int) -> bool:
+        """Whether a new build may start (BUILD_PACE)."""
+        return now_ms >= self.published_ms + BUILD_PACE * self.build_ms
 
 
 def _chunk_key(generation: int, index: int) -> str:
@@ -194,9 +208,9 @@ async def publish(store: NationalStore, directory: Path) -> Meta:
     for i in range(chunks):
         await store.redis.set(_chunk_key(generation, i), data[i * CHUNK_BYTES : (i + 1) * CHUNK_BYTES])
     old = await meta(store)
-    m = Meta(generation, position, ids, len(data), sha, chunks)
-    fields = {"generation": generation, "position": position, "ids": ids, "size": len(data), "sha256": sha, "chunks": chunks}
-    await store.publish_snapshot(SNAPSHOT, fields)
+    m = Meta(generation, position, ids, len(data), sha, chunks,
+             published_ms=int(time.time() * 1000), build_ms=int((time.monotonic() - started) * 1000))  # fmt: skip
+    await store.publish_snapshot(SNAPSHOT, {f: getattr(m, f) for f in Meta.__dataclass_fields__})
     if old is not None:
         for i in range(old.chunks):
             await store.redis.pexpire(_chunk_key(old.generation, i), OLD_CHUNKS_TTL_MS)
@@ -204,8 +218,8 @@ async def publish(store: NationalStore, directory: Path) -> Meta:
     if ms > 0:
         await store.redis.xtrim(EVENTS, minid=f"{ms}-0", approximate=False)
     log.info(
-        "revocation snapshot %d published: %d ids, %.1f MiB, position %s, %.1f s",
-        generation, ids, len(data) / 2**20, position.decode(), time.monotonic() - started,
+        "revocation snapshot %d published: %d ids, %.1f MiB, position %s, built in %.1f s",
+        generation, ids, len(data) / 2**20, position.decode(), m.build_ms / 1000,
     )
     return m
 
@@ -220,6 +234,9 @@ async def keep(store: NationalStore, state: NodeState, directory: Path, snapshot
         if mirror.delta_len < max(snapshot_after, mirror.snapshot_ids // 100):
             continue
         try:
+            last = await meta(store)
+            if last is not None and not last.due(int(time.time() * 1000)):
+                continue
             if not await store.redis.set(LEASE, me, nx=True, px=LEASE_MS):
                 continue
             try:

@@ -8,6 +8,7 @@
 //! The Python binding is behind the `python` feature.
 
 pub mod base45;
+pub mod bulk;
 pub mod check;
 pub mod credential;
 pub mod error;

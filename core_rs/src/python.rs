@@ -9,6 +9,7 @@ use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyString, PyTuple};
 
+use crate::bulk;
 use crate::check::{Context, Verdict};
 use crate::credential::{self, Fields};
 use crate::error::CoreError;
@@ -530,6 +531,41 @@ fn py_issue(
     .map_err(PyErr::from)
 }
 
+/// A revocation batch as 17-byte records (16-byte id, reason code):
+/// `credential_ids[i]` is 32 hexadecimal digits, `codes[i]` one of `L` `F`
+/// `C` `D`. ValueError(index, field) names the first bad entry.
+#[pyfunction]
+fn revocation_records(py: Python<'_>, credential_ids: Vec<Bound<'_, PyString>>, codes: &[u8]) -> PyResult<Py<PyBytes>> {
+    // A str that is not UTF-8 (lone surrogates) is no id either.
+    let ids: Vec<&str> = credential_ids.iter().map(|s| s.to_str().unwrap_or("")).collect();
+    let out = bulk::records(ids.iter().copied(), codes).map_err(|bad| PyValueError::new_err((bad.index, bad.field)))?;
+    Ok(PyBytes::new(py, &out).unbind())
+}
+
+/// The national store's bucket (0..65,536) of a 16-byte id.
+#[pyfunction]
+fn revocation_bucket(credential_id: &[u8]) -> PyResult<u16> {
+    let id: &CredentialId = credential_id
+        .try_into()
+        .map_err(|_| PyValueError::new_err(format!("credential_id: {} bytes, not 16", credential_id.len())))?;
+    Ok(bulk::bucket(id))
+}
+
+/// A shard's number, each of its records' bucket, and its records.
+type PyShard = (u16, Vec<u16>, Py<PyBytes>);
+
+/// 17-byte records grouped by shard of `buckets_per_shard` buckets, in
+/// ascending order.
+#[pyfunction]
+fn revocations_by_shard(py: Python<'_>, records: &[u8], buckets_per_shard: u16) -> PyResult<Vec<PyShard>> {
+    let shards = py.detach(|| bulk::by_shard(records, buckets_per_shard)).map_err(|len| {
+        PyValueError::new_err(format!(
+            "records: {len} bytes are not whole 17-byte records, or buckets_per_shard {buckets_per_shard} is 0"
+        ))
+    })?;
+    Ok(shards.into_iter().map(|s| (s.shard, s.buckets, PyBytes::new(py, &s.records).unbind())).collect())
+}
+
 /// Build the revocation snapshot's filter file from concatenated records,
 /// each a 16-byte id and (`record_size` 17) its reason code.
 #[pyfunction]
@@ -586,5 +622,8 @@ fn yibao_core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_check_batch, m)?)?;
     m.add_function(wrap_pyfunction!(py_issue, m)?)?;
     m.add_function(wrap_pyfunction!(build_revocation_snapshot, m)?)?;
+    m.add_function(wrap_pyfunction!(revocation_records, m)?)?;
+    m.add_function(wrap_pyfunction!(revocation_bucket, m)?)?;
+    m.add_function(wrap_pyfunction!(revocations_by_shard, m)?)?;
     Ok(())
 }

@@ -130,6 +130,22 @@ def build_revocation_snapshot(credential_ids: bytes, path: str | os.PathLike[str
     at all: written beside it and renamed); returns the distinct ids in it.
     About 2.26 bytes per id; one id in 65,536 not in it still "may" be."""
 
+def revocation_records(credential_ids: Sequence[str], codes: bytes) -> bytes:
+    """A revocation batch as 17-byte records (the 16-byte id, then its
+    reason code): `credential_ids[i]` is 32 hexadecimal digits, either case,
+    and `codes[i]` one of ``L`` ``F`` ``C`` ``D``. Raises
+    ValueError(index, field) for the first bad entry ("credential_id" or
+    "reason"), so nothing of a bad batch is used."""
+
+def revocation_bucket(credential_id: bytes) -> int:
+    """The national store's bucket (0 to 65,535) of a 16-byte id: the first
+    two bytes of its SM3 digest, big-endian."""
+
+def revocations_by_shard(records: bytes, buckets_per_shard: int) -> list[tuple[int, list[int], bytes]]:
+    """17-byte records grouped by shard (`buckets_per_shard` consecutive
+    buckets each), in ascending order: the shard, each record's bucket, and
+    its records in the order given."""
+
 @final
 class ReplayGuard:
     """In-process record of accepted (credential_id, nonce) pairs, kept in
