@@ -273,7 +273,7 @@ class NationalStore:
             lookups.append(self.tag_pipe(tag).execute("HGET", key, cid))
         codes = await asyncio.gather(*lookups)
         self.touch()
-        return [None if c is None else REASON_NAMES.get(c[0], "LOST") for c in codes]
+        return [None if c is None else _reason_name(cid, c) for cid, c in zip(credential_ids, codes)]
 
     async def revoked_records(self, tags: range = range(TAGS)) -> bytes:
         """Every stored revocation as 17-byte records (id, reason code): a
@@ -378,6 +378,17 @@ def bucket(credential_id: bytes) -> tuple[int, str]:
     own prefix: ids are opaque and need not be spread evenly."""
     b = yibao_core.revocation_bucket(credential_id)
     return b // BUCKETS_PER_TAG, _bucket_key_of(b)
+
+
+def _reason_name(credential_id: bytes, code: bytes) -> str:
+    """The reason stored for a revoked id. A byte no node writes is still a
+    revocation (the id is in its bucket): REVOKED, reason LOST, and logged."""
+    name = REASON_NAMES.get(code[0]) if code else None
+    if name is None:
+        log.error("revocation of %s stored with reason code %r, which is none of L F C D: answered as LOST",
+                  credential_id.hex().upper(), code)  # fmt: skip
+        return "LOST"
+    return name
 
 
 def _tag_key(tag: int) -> str:

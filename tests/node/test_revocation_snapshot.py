@@ -192,3 +192,15 @@ def _mapped_inode(pid: int, name: str) -> int:
             if line.rstrip().endswith(name):
                 return int(line.split()[4])
     raise AssertionError(f"worker {pid} does not map {name}")
+
+
+def test_builds_are_paced_by_the_last_build() -> None:
+    """A new build waits BUILD_PACE times as long as the last one took, so
+    a bulk load spends at most a fifth of the time building."""
+    from server.snapshot import BUILD_PACE, Meta
+
+    last = Meta(7, b"1-0", 100, 226, "00", 1, published_ms=1_000_000, build_ms=2_000)
+    assert BUILD_PACE == 4
+    assert not last.due(1_000_000 + 8_000 - 1)
+    assert last.due(1_000_000 + 8_000)
+    assert Meta.parse({k.encode(): str(getattr(last, k)).encode() for k in Meta.__dataclass_fields__} | {b"position": b"1-0"}) == last
