@@ -51,6 +51,7 @@ class _Holder:
 
     def __init__(self, node: Node, issuer: Issuer) -> None:
         self._done = threading.Event()
+        self._lock = threading.Lock()
         self._channel = node.channel()
         first = verifier_pb2.VerifyRequest(code=issuer.issue(os.urandom(16).hex().upper(), "440300", 2),
                                            institution_code=HOSPITAL, request_id="holder")  # fmt: skip
@@ -63,10 +64,11 @@ class _Holder:
         assert next(self._call).outcome == verifier_pb2.OUTCOME_VALID
 
     def release(self) -> None:
-        if not self._done.is_set():
-            self._done.set()
-            assert list(self._call) == []
-            self._channel.close()
+        with self._lock:  # from a timer, and again when the test ends
+            if not self._done.is_set():
+                self._done.set()
+                assert list(self._call) == []
+                self._channel.close()
 
 
 def test_the_library_retries_what_the_queue_bound_refused(tmp_path: Path, store: tuple[Redis, Issuer]) -> None:
