@@ -20,9 +20,20 @@ at twice its capacity a node cannot refuse its way out of that backlog.
 arriving when ``--max-queued`` calls of its method are already waiting is
 refused by gRPC at once, on gRPC's own threads, at no cost to the event
 loop, and a call that has waited over a second is dropped when the loop
-next takes one up. gRPC core answers those calls CANCELLED (it has no other
-status for them), not RESOURCE_EXHAUSTED; they never reach a handler, so
-nothing was done for them and a retry with backoff is safe."""
+next takes one up. They never reach a handler, so nothing was done for them
+and a retry with backoff is safe (the client library retries them).
+
+gRPC core answers those calls CANCELLED, not RESOURCE_EXHAUSTED, and no
+channel argument changes that in grpcio 1.85: its HTTP/2 server transport
+(chttp2) hands calls to the server's filter-stack path, which refuses a
+call past the bound, or drops one aged out, by destroying it unpublished
+(CANCELLED). Only the promise-based matcher answers RESOURCE_EXHAUSTED
+("Too many pending requests for this server"), and Python's server reaches
+it only with the experimental promise-based HTTP/2 transport
+(GRPC_EXPERIMENTS=ph2_server). Not used: gRPC's source calls that transport
+a skeleton not to be used, and with it a node's SIGTERM kills the calls in
+flight (RST_STREAM, INTERNAL: tests/node/test_state.py's drain test fails)
+instead of finishing them."""
 
 from __future__ import annotations
 

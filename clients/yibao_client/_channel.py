@@ -10,13 +10,34 @@ not a loop in Python. Reasons:
   with ``grpc-retry-pushback-ms`` trailers (or stop them retrying);
 - the per-call deadline covers every attempt, so a call never outlives its
   ``timeout`` however often it is retried;
-- only UNAVAILABLE is retried. DEADLINE_EXCEEDED is not: the deadline is
-  already spent.
+- what is retried is what a node answers when it did not take the call up
+  or could not finish it, and every method is safe to send twice (each is
+  idempotent by its request id, order_id or refund_id, or sets a state):
+  UNAVAILABLE (a store or another province down); RESOURCE_EXHAUSTED (the
+  node's in-flight limits, reason OVERLOADED, or grpc.aio's own count of
+  calls in progress: refused before any work); CANCELLED as gRPC core
+  answers a call it refused past the node's ``--max-queued`` or dropped
+  after a second in its queue, before any handler. A CANCELLED is retried
+  only when it came from the server: gRPC never retries a call its caller
+  cancelled (``call.cancel()``, a cancelled asyncio task, a stream left
+  early), since the caller no longer wants the answer. DEADLINE_EXCEEDED is
+  not retried: the deadline is already spent.
 
-Limits that come with it: gRPC caps a call at 5 attempts (so ``retries`` is
-0 to 4), and a request is only replayed while it fits in the per-call retry
-buffer. The default buffer (256 KiB) is smaller than a VerifyBatch of 1,000
-codes (about 250-300 KB), so it is raised here to 4 MiB.
+Bounds: at most 5 attempts a call (gRPC's cap, so ``retries`` is 0 to 4),
+within its one deadline. And because a refusal means the node is past what
+it can take, retries are throttled per target (the service config's
+``retryThrottling``, gRFC A6): every failed attempt with one of those codes
+costs a token, every success gives back a tenth of one, and once half of
+the 100 tokens are gone the channel stops retrying until successes refill
+them. So a short burst of refusals or a store's failover is ridden out, but
+a node that keeps refusing more than about one call in eleven gets no
+retries on top of the calls it already cannot take.
+
+A request is only replayed while it fits in the per-call retry buffer. The
+default buffer (256 KiB) is smaller than a VerifyBatch of 1,000 codes
+(about 250-300 KB), so it is raised here to 4 MiB (the node's own limit on
+a request: one larger is refused RESOURCE_EXHAUSTED by gRPC, and not
+replayed because it does not fit the buffer).
 """
 
 from __future__ import annotations
@@ -40,6 +61,12 @@ MAX_RETRIES = 4
 RETRY_BUFFER_BYTES = 4 * 1024 * 1024
 
 SERVICES = ("yibao.v1.Verifier", "yibao.v1.Settlement", "yibao.v1.Admin")
+#: What the node answers for a call it did not take up or could not finish
+#: (see the module docstring); every method is safe to send again.
+RETRYABLE = ("UNAVAILABLE", "RESOURCE_EXHAUSTED", "CANCELLED")
+#: gRPC's retry throttling: retries stop while half the tokens are spent.
+RETRY_TOKENS = 100
+RETRY_TOKEN_RATIO = 0.1
 
 #: PEM bytes, or the path of a PEM file (str or PathLike).
 PemSource: TypeAlias = bytes | str | os.PathLike[str]
@@ -47,8 +74,9 @@ ChannelOptions: TypeAlias = Sequence[tuple[str, Any]]
 
 
 def service_config(retries: int, initial_backoff: float, max_backoff: float) -> str:
-    """The JSON service config: a retry policy for UNAVAILABLE on every method
-    of the three services (each is safe to retry, see the Client docstrings)."""
+    """The JSON service config: a retry policy for RETRYABLE on every method
+    of the three services (each is safe to retry, see the Client docstrings),
+    throttled per target."""
     if not 0 <= retries <= MAX_RETRIES:
         raise ValueError(f"retries must be 0 to {MAX_RETRIES} (gRPC allows 5 attempts), not {retries}")
     if retries == 0:
@@ -65,10 +93,11 @@ def service_config(retries: int, initial_backoff: float, max_backoff: float) -> 
                         "initialBackoff": f"{initial_backoff:.3f}s",
                         "maxBackoff": f"{max_backoff:.3f}s",
                         "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"],
+                        "retryableStatusCodes": list(RETRYABLE),
                     },
                 }
-            ]
+            ],
+            "retryThrottling": {"maxTokens": RETRY_TOKENS, "tokenRatio": RETRY_TOKEN_RATIO},
         }
     )
 

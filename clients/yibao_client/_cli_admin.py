@@ -7,9 +7,12 @@ a node started with --insecure for a local demo.
 from __future__ import annotations
 
 import argparse
+import random
+import time
 
 from ._cli_common import EXIT_OK, Ctx, ProtocolError, UsageError, hex32, output_file, province2
 from .convert import format_time, to_dict
+from .client import Client
 from .der import public_key_pem
 from .enums import (
     CHANNEL_WORDS,
@@ -19,6 +22,7 @@ from .enums import (
     channel_name,
     revocation_reason_name,
 )
+from .errors import YibaoError
 
 _ADMIN_NOTE = """
 Needs an admin identity: the admin client certificate (--cert, --key), or a
@@ -92,7 +96,9 @@ def register(sub: argparse._SubParsersAction, net: argparse.ArgumentParser) -> N
         "--from-file",
         metavar="FILE",
         help="revoke every credential listed in FILE: one per line, 'ID' or 'ID REASON' ('#' starts a "
-        "comment), sent in batches of 10,000 (Admin.RevokeBatch); safe to run again after a failure",
+        "comment), sent in batches of 10,000 (Admin.RevokeBatch); a batch the node refuses is sent again "
+        f"after {', '.join(f'{w:g}' for w in BATCH_WAITS_S)} s (less up to half) before the load stops; "
+        "safe to run again after a failure",
     )
     p.set_defaults(handler=cmd_revoke, prog=p.prog)
 
@@ -191,6 +197,14 @@ def _channel_label(value: int) -> str:
 
 
 REVOKE_BATCH = 10_000
+#: A long load must outlive a node's refusals: a batch refused or not
+#: answered in time is sent again after each of these waits in turn (seconds,
+#: less up to half at random, so loads refused together do not come back
+#: together), after the client's own retries; only then does the load stop.
+#: Sending a batch again is safe: RevokeBatch is idempotent.
+BATCH_WAITS_S = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+#: What a node answers for a batch it did not take up, or did not finish in time.
+_SEND_AGAIN = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED", "CANCELLED", "DEADLINE_EXCEEDED"})
 
 
 def _revocation_file(path: str, default_reason: str | None) -> list[tuple[int, str, str]]:
@@ -215,13 +229,35 @@ def _revocation_file(path: str, default_reason: str | None) -> list[tuple[int, s
     return out
 
 
+def _send_batch(ctx: Ctx, client: Client, chunk: list[tuple[int, str, str]], prog: str) -> None:
+    lines = f"lines {chunk[0][0]}-{chunk[-1][0]}"
+    for wait in BATCH_WAITS_S:
+        try:
+            client.revoke_batch([(cid, reason) for _, cid, reason in chunk])
+            return
+        except YibaoError as e:
+            if e.code.name not in _SEND_AGAIN:
+                raise
+            pause = wait * random.uniform(0.5, 1.0)
+            ctx.err.write(f"{prog}: {lines}: {e.one_line()}; sending them again in {pause:.1f} s\n")
+            time.sleep(pause)
+    client.revoke_batch([(cid, reason) for _, cid, reason in chunk])
+
+
 def _revoke_from_file(ctx: Ctx, args: argparse.Namespace) -> int:
     entries = _revocation_file(args.from_file, args.reason)
     done = 0
     with ctx.client() as client:
         for start in range(0, len(entries), REVOKE_BATCH):
             chunk = entries[start : start + REVOKE_BATCH]
-            client.revoke_batch([(cid, reason) for _, cid, reason in chunk])
+            try:
+                _send_batch(ctx, client, chunk, args.prog)
+            except YibaoError:
+                ctx.err.write(
+                    f"{args.prog}: stopped at line {chunk[0][0]}: {done:,} of {len(entries):,} revoked; "
+                    "running the same command again is safe\n"
+                )
+                raise
             done += len(chunk)
             if not ctx.json:
                 ctx.fields([("revoked", f"{done:,} of {len(entries):,} (to line {chunk[-1][0]})")])

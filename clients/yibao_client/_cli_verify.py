@@ -65,7 +65,7 @@ Check every code in a file, one code per line, and summarise the outcomes.
 Codes may contain spaces; only the line ending (LF or CRLF) is removed from
 each line, and blank lines are skipped. By default the codes go through one
 VerifyStream call; with --batch N they go in VerifyBatch calls of N codes
-(each retried on UNAVAILABLE). A progress line is shown on stderr when it is
+(each retried as --retries says). A progress line is shown on stderr when it is
 a terminal. At the end: a table of outcomes (count, percent) and the
 throughput.
 
@@ -317,7 +317,7 @@ def _run_batches(
     window: int = 4,
 ) -> None:
     """Chunks of ``size`` codes, up to ``window`` calls in flight, answers
-    handled in file order. Each chunk is retried on UNAVAILABLE by the client."""
+    handled in file order. Each chunk is retried by the client (UNAVAILABLE and the node's refusals)."""
     inflight: collections.deque[_Pending] = collections.deque()
 
     def submit(chunk: list[tuple[int, str]]) -> None:

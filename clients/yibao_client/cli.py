@@ -149,8 +149,8 @@ def _network_options(p: argparse.ArgumentParser, *, suppress: bool) -> None:
         type=int_range(0, MAX_RETRIES),
         metavar="N",
         default=d(_env_int("YIBAO_RETRIES", MAX_RETRIES, 0, MAX_RETRIES)),
-        help=f"times to resend a call that failed with UNAVAILABLE, 0-{MAX_RETRIES} "
-        f"(default {MAX_RETRIES}; env YIBAO_RETRIES)",
+        help=f"times to resend a call that failed with UNAVAILABLE, or that the node refused when overloaded "
+        f"(RESOURCE_EXHAUSTED, CANCELLED), 0-{MAX_RETRIES} (default {MAX_RETRIES}; env YIBAO_RETRIES)",
     )
     g.add_argument(
         "--timeout",

@@ -93,11 +93,15 @@ class Client:
     ``verify_stream`` has no deadline unless given one.
 
     Retries: a call that fails with UNAVAILABLE (a store or another
-    province's node is down; no money moved) is sent again up to ``retries``
-    more times (0 to 4, default 4) with exponential backoff starting at
-    ``retry_initial_backoff`` seconds and capped at ``retry_max_backoff``,
-    within the deadline. Every RPC of the API is safe to send twice; each
-    method says why. Other status codes are raised at once as
+    province's node is down; no money moved), RESOURCE_EXHAUSTED (the node
+    refused it at its in-flight limits, reason OVERLOADED) or CANCELLED by
+    the node (gRPC core refused it past ``--max-queued``, before any
+    handler) is sent again up to ``retries`` more times (0 to 4, default 4)
+    with exponential backoff starting at ``retry_initial_backoff`` seconds
+    and capped at ``retry_max_backoff``, within the deadline; a call you
+    cancel is never sent again. Retries to a node that keeps refusing stop
+    until it answers again (retry throttling; clients/README.md). Every RPC of the API is safe to send
+    twice; each method says why. Other status codes are raised at once as
     :class:`~yibao_client.YibaoError`.
 
     Business results are never exceptions: read ``outcome`` in the answer.
@@ -222,8 +226,8 @@ class Client:
 
         ``requests`` is consumed lazily (from gRPC's own thread), so it may
         be a generator reading a large file. No deadline unless ``timeout``
-        is given. gRPC retries the stream on UNAVAILABLE only while no
-        answer has arrived; after that an error ends the iteration with
+        is given. gRPC retries the stream (on the codes above) only while
+        no answer has arrived; after that an error ends the iteration with
         YibaoError, the answers already yielded stand, and the rest may be
         sent again with the same request ids. Stopping the iteration early
         cancels the call.

@@ -9,6 +9,9 @@ itself failed, with the gRPC status code saying why (api.md):
   an ``institution_code`` that is not yours, or no admin identity.
 - ``UNAVAILABLE``: a store or another province's node is down; no money
   moved. The client already retried (see ``Client(retries=...)``).
+- ``RESOURCE_EXHAUSTED`` (reason ``OVERLOADED``) or ``CANCELLED`` (gRPC's
+  queue bound at the node): the node was past what it can take and did
+  nothing; the client already retried. Send the same request again later.
 - ``DEADLINE_EXCEEDED``: the per-call deadline passed.
 """
 

@@ -79,6 +79,18 @@ OVERVIEW: tuple[Row, ...] = (
             ("{{grpc_method}} {{grpc_code}}",
              f"sum by (grpc_method, grpc_code) (rate(grpc_server_handled_total{{{SEL}}}[$__rate_interval]))"),
         ), unit="ops", main=True),
+        Panel("Calls shed/s", (
+            # gRPC core's refusals never reach a handler, so grpc_server_handled_total
+            # does not see them: only the node's count from channelz does.
+            ("before any handler (past --max-queued) {{instance}}",
+             f"sum by (instance) (rate(yibao_grpc_calls_without_handler_total{{{SEL}}}[$__rate_interval]))"),
+            ("in-flight limits (OVERLOADED) {{instance}}",
+             f'sum by (instance) (rate(grpc_server_handled_total{{{SEL}, grpc_code="RESOURCE_EXHAUSTED"}}'
+             "[$__rate_interval]))"),
+        ), unit="ops", main=True,
+           description="Calls a node refused as overloaded (alert YibaoLoadShedding): CANCELLED by gRPC past "
+                       "--max-queued or after a second queued, and RESOURCE_EXHAUSTED by --max-in-flight "
+                       "(-per-caller). Clients retry them, throttled."),
         Panel("In-flight calls", (
             ("{{instance}}", f"sum by (instance) (yibao_in_flight_calls{{{SEL}}})"),
         ), main=True),

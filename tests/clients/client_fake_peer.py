@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -99,8 +100,13 @@ def rich_invalid_argument(context: grpc.ServicerContext, message: str, field_nam
 @dataclass
 class FakeNode:
     target: str = ""
-    #: Fail this many Verify/VerifyBatch/VerifyStream calls with UNAVAILABLE first.
+    #: Fail this many Verify/VerifyBatch/VerifyStream calls with ``fail_code`` first.
     fail_first: int = 0
+    #: UNAVAILABLE (a store down), or what a node answers when it refuses a
+    #: call: RESOURCE_EXHAUSTED (reason OVERLOADED), CANCELLED (gRPC's queue bound).
+    fail_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
+    #: Seconds each Verify takes before it answers (a call in progress to cancel).
+    verify_s: float = 0.0
     calls: list[tuple[str, object]] = field(default_factory=list)
     #: The client certificate common name of each Verify call (None when plaintext).
     peers: list[str | None] = field(default_factory=list)
@@ -132,13 +138,22 @@ class _Verifier(verifier_pb2_grpc.VerifierServicer):
 
     def _gate(self, method: str, request: object, context: grpc.ServicerContext) -> None:
         n = self.node.record(method, request)
-        if n <= self.node.fail_first:
-            context.abort(grpc.StatusCode.UNAVAILABLE, "national store unreachable")
+        if n > self.node.fail_first:
+            return
+        code = self.node.fail_code
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED:  # as server/admission.py refuses
+            info = error_details_pb2.ErrorInfo(reason="OVERLOADED", domain="yibao.v1")
+            detail = any_pb2.Any()
+            detail.Pack(info)
+            context.abort_with_status(rpc_status.to_status(status_pb2.Status(
+                code=code_pb2.RESOURCE_EXHAUSTED, message="the node is at its limit", details=[detail])))  # fmt: skip
+        context.abort(code, "national store unreachable" if code == grpc.StatusCode.UNAVAILABLE else "refused")
 
     def Verify(self, request, context):  # noqa: N802
         cn = context.auth_context().get("x509_common_name")
         self.node.peers.append(cn[0].decode() if cn else None)
         self._gate("Verify", request, context)
+        time.sleep(self.node.verify_s)
         if not request.request_id:
             rich_invalid_argument(context, "request_id is empty", "request_id")
         if not request.institution_code:

@@ -1,5 +1,6 @@
 """Client behaviour against a stand-in peer (tests/clients/conftest.py):
-retries on UNAVAILABLE, error wrapping with rich status, batch and stream
+retries on UNAVAILABLE and on a node's refusals (throttled; never after the
+caller cancels), error wrapping with rich status, batch and stream
 ordering, for the sync and the asyncio client."""
 
 from __future__ import annotations
@@ -52,6 +53,59 @@ def test_no_retry_when_retries_is_zero(fake_node: FakeNode) -> None:
     assert len(fake_node.calls_to("Verify")) == 1
 
 
+@pytest.mark.parametrize("code", [grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED])
+def test_a_nodes_refusal_is_retried(fake_node: FakeNode, code: grpc.StatusCode) -> None:
+    """RESOURCE_EXHAUSTED (the node's limits, reason OVERLOADED) and a
+    CANCELLED sent by the server (gRPC core's queue bound) are sent again like
+    UNAVAILABLE; without retries the caller sees them, with the reason."""
+    fake_node.fail_code, fake_node.fail_first = code, 2
+    with Client(fake_node.target, insecure=True, retries=2, **FAST) as c:
+        r = c.verify("OK-1", institution_code=INSTITUTION, request_id="req-1")
+    assert r.outcome == verifier_pb2.OUTCOME_VALID
+    assert len(fake_node.calls_to("Verify")) == 3
+    fake_node.fail_first = 4
+    with Client(fake_node.target, insecure=True, retries=0) as c:
+        with pytest.raises(YibaoError) as info:
+            c.verify("OK-1", institution_code=INSTITUTION, request_id="req-2")
+    assert info.value.code is code
+    assert info.value.reason == ("OVERLOADED" if code == grpc.StatusCode.RESOURCE_EXHAUSTED else None)
+    assert len(fake_node.calls_to("Verify")) == 4
+
+
+def test_a_call_the_caller_cancels_is_not_sent_again(fake_node: FakeNode) -> None:
+    """CANCELLED is retryable only as the server's answer: gRPC never resends
+    a call its caller cancelled (here an asyncio task, while the node works)."""
+    fake_node.verify_s = 0.5
+
+    async def go() -> None:
+        async with AsyncClient(fake_node.target, insecure=True, **FAST) as c:
+            task = asyncio.create_task(c.verify("OK-1", institution_code=INSTITUTION, request_id="req-1"))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(1.0)  # many backoffs
+
+    asyncio.run(go())
+    assert len(fake_node.calls_to("Verify")) == 1
+
+
+def test_retries_stop_while_the_node_keeps_refusing(fake_node: FakeNode) -> None:
+    """Bounded beyond maxAttempts: retry throttling. A node refusing every
+    call gets each of the first calls up to 5 times, then each call once
+    (no retries on top of load it cannot take)."""
+    fake_node.fail_code, fake_node.fail_first = grpc.StatusCode.RESOURCE_EXHAUSTED, 10_000
+    with Client(fake_node.target, insecure=True, retries=4, **FAST) as c:
+        for i in range(40):
+            with pytest.raises(YibaoError):
+                c.verify("OK", institution_code=INSTITUTION, request_id=f"t-{i}")
+    sent = [r.request_id for r in fake_node.calls_to("Verify")]  # type: ignore[attr-defined]
+    assert sent.count("t-0") == 5, "the first call was not retried"
+    # 100 tokens, one a failed attempt, retries only above half: about 50 attempts retried, then none
+    assert len(sent) <= 40 + 55, f"{len(sent)} attempts for 40 calls"
+    assert all(sent.count(f"t-{i}") == 1 for i in range(30, 40)), "retries went on"
+
+
 def test_batch_is_retried_too(fake_node: FakeNode) -> None:
     fake_node.fail_first = 1
     items = [(f"OK-{i}", INSTITUTION, f"b-{i}") for i in range(1000)]
@@ -79,7 +133,7 @@ def test_invalid_argument_with_rich_status(fake_node: FakeNode) -> None:
     assert "\n" not in line
     assert line.startswith("INVALID_ARGUMENT: request_id is empty")
     assert "reason=FIELD_OUT_OF_FORM" in line and "field=request_id" in line
-    # not retried: only UNAVAILABLE is
+    # not retried: the request is at fault, sending it again cannot help
     assert len(fake_node.calls_to("Verify")) == 1
     # survives pickling (e.g. across a process pool)
     again = pickle.loads(pickle.dumps(e))

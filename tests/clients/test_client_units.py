@@ -168,7 +168,7 @@ def test_format_time_is_china_standard_time() -> None:
 
 
 # -- channel settings -------------------------------------------------------------
-def test_service_config_retries_only_unavailable() -> None:
+def test_service_config_retries_what_a_node_answers_for_a_call_it_did_not_take() -> None:
     cfg = json.loads(_channel.service_config(3, 0.2, 3.0))
     (mc,) = cfg["methodConfig"]
     assert {n["service"] for n in mc["name"]} == {
@@ -181,8 +181,12 @@ def test_service_config_retries_only_unavailable() -> None:
         "initialBackoff": "0.200s",
         "maxBackoff": "3.000s",
         "backoffMultiplier": 2,
-        "retryableStatusCodes": ["UNAVAILABLE"],
+        "retryableStatusCodes": ["UNAVAILABLE", "RESOURCE_EXHAUSTED", "CANCELLED"],
     }
+    # Never a code that says the request or the caller is at fault, nor a spent deadline.
+    assert not {"INVALID_ARGUMENT", "PERMISSION_DENIED", "UNAUTHENTICATED", "DEADLINE_EXCEEDED", "INTERNAL",
+                "UNKNOWN"} & set(mc["retryPolicy"]["retryableStatusCodes"])  # fmt: skip
+    assert cfg["retryThrottling"] == {"maxTokens": 100, "tokenRatio": 0.1}
     assert "retryPolicy" not in json.loads(_channel.service_config(0, 0.2, 3.0))["methodConfig"][0]
     with pytest.raises(ValueError):
         _channel.service_config(5, 0.2, 3.0)

@@ -3,7 +3,8 @@ takes at once (--max-in-flight 8, 64 callers in a closed loop from
 benchmarks/load.py). What must hold: every call beyond the limit is refused
 with RESOURCE_EXHAUSTED (never UNKNOWN, INTERNAL or a deadline), and
 quickly; what is accepted is answered VALID; the node's memory stays
-bounded; when the load stops, every call is answered again. Speed is not
+bounded; when the load stops, every call is answered again; health checks
+on --health-listen are answered where the main port refuses. Speed is not
 asserted (benchmarks/overload.py measures it beside an empty service); the
 bounds below are correctness bounds, far above the figures."""
 
@@ -13,6 +14,7 @@ import os
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -269,6 +271,56 @@ def test_one_caller_cannot_take_the_whole_node(tmp_path: Path) -> None:
         assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes, f"six batches at once under an allowance of 2: {codes}"
         assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
     finally:
+        node.stop()
+        redis.stop()
+
+
+def test_health_checks_on_the_health_port_are_answered_while_the_main_port_refuses(tmp_path: Path) -> None:
+    """grpc.aio's count of calls in progress (--max-in-flight) counts health
+    checks too: at the limit, the main port refuses them, --health-listen
+    (a server of its own, where Kubernetes probes go) answers SERVING."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from server.local import free_port
+
+    redis = Redis(tmp_path / "redis").start()
+    issuer = Issuer.create(tmp_path)
+    health_port = free_port()
+    node = Node(tmp_path / "node", redis.url, issuer.trust_list_path,
+                extra=("--max-in-flight", "2", "--health-listen", f"127.0.0.1:{health_port}")).start()  # fmt: skip
+    release = threading.Event()
+    channel = node.channel()
+    streams = []
+    try:
+        for i in range(2):  # two calls in progress: the node's limit
+            first = verifier_pb2.VerifyRequest(code=issuer.issue(os.urandom(16).hex().upper(), "440300", 2),
+                                               institution_code=HOSPITAL, request_id=f"held-{i}")  # fmt: skip
+
+            def requests(first: verifier_pb2.VerifyRequest = first) -> Iterator[verifier_pb2.VerifyRequest]:
+                yield first
+                release.wait(30)
+
+            stream = verifier_pb2_grpc.VerifierStub(channel).VerifyStream(requests(), timeout=60)
+            assert next(stream).outcome == verifier_pb2.OUTCOME_VALID
+            streams.append(stream)
+
+        def check(target: str) -> str:
+            with grpc.insecure_channel(target) as ch:
+                try:
+                    reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+                except grpc.RpcError as e:
+                    return e.code().name
+            return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+        assert check(node.target) == "RESOURCE_EXHAUSTED"
+        assert check(f"127.0.0.1:{health_port}") == "SERVING"
+        release.set()
+        for stream in streams:
+            assert list(stream) == []
+        assert check(node.target) == "SERVING"
+    finally:
+        release.set()
+        channel.close()
         node.stop()
         redis.stop()
 
