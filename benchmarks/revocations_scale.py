@@ -5,7 +5,7 @@ in the same run.
     .venv/bin/python benchmarks/revocations_scale.py [--ids 20000000] [--concurrency 4] [--no-current]
 
 This design: node A (--workers 2) and node B on one national redis-server
-(hash-max-listpack-entries 4096, as the README asks). N ids are imported
+(hash-max-listpack-entries 512, as the README asks). N ids are imported
 through node A's Admin.RevokeBatch, 10,000 a call, `--concurrency` calls in
 flight; the nodes build, publish and swap in revocation snapshots as they
 go. Then, once a snapshot holds every id:
@@ -56,7 +56,7 @@ from yibao.v1 import admin_pb2, admin_pb2_grpc, common_pb2, verifier_pb2, verifi
 
 BATCH = 10_000
 HOSPITAL = "H44030500001"
-LISTPACK = ["--hash-max-listpack-entries", "4096"]
+LISTPACK = ["--hash-max-listpack-entries", "512"]
 REASONS = [common_pb2.REVOCATION_REASON_LOST, common_pb2.REVOCATION_REASON_FROZEN,
            common_pb2.REVOCATION_REASON_CANCELLED, common_pb2.REVOCATION_REASON_DECEASED]  # fmt: skip
 REASON_TEXT = ["LOST", "FROZEN", "CANCELLED", "DECEASED"]

@@ -2,13 +2,13 @@
 every node follows so no update is lost while it is away, the replay
 record, the shared trust list and the token key.
 
-Revocations are sharded: 65,536 bucket hashes (binary id -> one reason
-byte, small enough to stay listpacks with hash-max-listpack-entries 4096)
-under 64 hash tags, so they spread over 64 cluster slots; a write to them
-is one script per tag. An id's bucket is the first two bytes of its SM3
-digest (yibao_core.revocation_bucket), its tag the bucket's top six bits. The stream and the withdrawals share the `{yibao}`
-tag, so a withdrawal is one script that changes the hash and appends its
-event atomically. A revocation cannot be: its bucket is in another slot.
+Revocations are sharded: 2^20 bucket hashes (binary id -> one reason
+byte; listpacks, about 95 ids each at 100 million) under 64 hash tags, so
+they spread over 64 cluster slots; a write to them is one script per tag.
+An id's bucket is the first 20 bits of its SM3 digest
+(yibao_core.revocation_bucket), its tag the bucket's top six bits. The
+stream and the withdrawals share the `{yibao}` tag, so a withdrawal is one
+script that changes the hash and appends its event atomically. A revocation cannot be: its bucket is in another slot.
 It is written to its bucket first and announced on the stream after, both
 durably, so an announced revocation is always stored, and one stored but
 not announced (the node died between the two) is taken up by the next
@@ -53,9 +53,11 @@ CONTACT_LOST_S = 1.5
 CHANNELS = range(1, 6)
 REASON_CODES = {"LOST": b"L", "FROZEN": b"F", "CANCELLED": b"C", "DECEASED": b"D"}
 REASON_NAMES = {code[0]: name for name, code in REASON_CODES.items()}
-# 64 hash tags x 1,024 buckets: at 100 million ids about 1,500 per bucket.
+# 64 hash tags x 16,384 buckets: at 100 million ids about 95 per bucket.
+# Many small buckets, because a listpack's every write scans it
+# (benchmarks/revocation_buckets.py: Redis's time per id grows with it).
 TAGS = 64
-BUCKETS_PER_TAG = 1024
+BUCKETS_PER_TAG = 16_384
 
 _CHANNEL = """
 local op, id = ARGV[1], ARGV[2]
@@ -281,8 +283,11 @@ class NationalStore:
         out = bytearray()
         for tag in tags:
             read = redis_pipe.Script(self.tag_pipe(tag), _READ_BUCKETS)
-            for start in range(0, BUCKETS_PER_TAG, 256):
-                for joined in await read(keys=[_bucket_key(tag, b) for b in range(start, start + 256)], args=[]):
+            # A tag's buckets in scripts of 1,024, sent together: one round
+            # trip a tag (about 1.6 MB a script at 100 million ids).
+            keys = _bucket_keys(tag, list(range(tag * BUCKETS_PER_TAG, (tag + 1) * BUCKETS_PER_TAG)))
+            for part in await asyncio.gather(*(read(keys=keys[i : i + 1024], args=[]) for i in range(0, len(keys), 1024))):
+                for joined in part:
                     out += joined
         self.touch()
         return bytes(out)
@@ -395,26 +400,22 @@ def _tag_key(tag: int) -> str:
     return f"yibao:rv:{{rv{tag:02d}}}"
 
 
-def _bucket_key(tag: int, index: int) -> str:
-    return _TAG_KEYS[tag] + _INDEX_SUFFIXES[index]
-
-
 def _bucket_key_of(b: int) -> str:
-    """Bucket b's key, 0 <= b < 65,536."""
-    return _TAG_KEYS[b >> 10] + _INDEX_SUFFIXES[b & 1023]
+    """Bucket b's key, 0 <= b < 2^20."""
+    return _TAG_KEYS[b >> 14] + _INDEX_SUFFIXES[b & 16383]
 
 
 def _bucket_keys(tag: int, buckets: list[int]) -> list[str]:
-    """The keys of buckets (0 to 65,535) that are all in hash tag `tag`."""
+    """The keys of buckets (0 to 2^20 - 1) that are all in hash tag `tag`."""
     prefix, suffixes = _TAG_KEYS[tag], _INDEX_SUFFIXES
-    return [prefix + suffixes[b & 1023] for b in buckets]
+    return [prefix + suffixes[b & 16383] for b in buckets]
 
 
-# A batch names 10,000 buckets: their keys are joined from these 1,088
-# parts (cheaper than formatting each, lighter than keeping all 65,536).
+# A batch names 10,000 buckets: their keys are joined from these 16,448
+# parts (cheaper than formatting each, lighter than keeping all 2^20).
 _TAG_KEYS = [_tag_key(t) for t in range(TAGS)]
-_INDEX_SUFFIXES = [f":{i:03x}" for i in range(BUCKETS_PER_TAG)]
-assert TAGS * BUCKETS_PER_TAG == 1 << 16 and BUCKETS_PER_TAG == 1 << 10, "_bucket_key_of's shifts"
+_INDEX_SUFFIXES = [f":{i:04x}" for i in range(BUCKETS_PER_TAG)]
+assert TAGS * BUCKETS_PER_TAG == 1 << 20 and BUCKETS_PER_TAG == 1 << 14, "_bucket_key_of's shifts"
 
 
 def replay_key(credential_id: str, nonce: str) -> str:

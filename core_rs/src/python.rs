@@ -542,9 +542,9 @@ fn revocation_records(py: Python<'_>, credential_ids: Vec<Bound<'_, PyString>>, 
     Ok(PyBytes::new(py, &out).unbind())
 }
 
-/// The national store's bucket (0..65,536) of a 16-byte id.
+/// The national store's bucket (0..2^20) of a 16-byte id.
 #[pyfunction]
-fn revocation_bucket(credential_id: &[u8]) -> PyResult<u16> {
+fn revocation_bucket(credential_id: &[u8]) -> PyResult<u32> {
     let id: &CredentialId = credential_id
         .try_into()
         .map_err(|_| PyValueError::new_err(format!("credential_id: {} bytes, not 16", credential_id.len())))?;
@@ -552,12 +552,12 @@ fn revocation_bucket(credential_id: &[u8]) -> PyResult<u16> {
 }
 
 /// A shard's number, each of its records' bucket, and its records.
-type PyShard = (u16, Vec<u16>, Py<PyBytes>);
+type PyShard = (u32, Vec<u32>, Py<PyBytes>);
 
 /// 17-byte records grouped by shard of `buckets_per_shard` buckets, in
 /// ascending order.
 #[pyfunction]
-fn revocations_by_shard(py: Python<'_>, records: &[u8], buckets_per_shard: u16) -> PyResult<Vec<PyShard>> {
+fn revocations_by_shard(py: Python<'_>, records: &[u8], buckets_per_shard: u32) -> PyResult<Vec<PyShard>> {
     let shards = py.detach(|| bulk::by_shard(records, buckets_per_shard)).map_err(|len| {
         PyValueError::new_err(format!(
             "records: {len} bytes are not whole 17-byte records, or buckets_per_shard {buckets_per_shard} is 0"

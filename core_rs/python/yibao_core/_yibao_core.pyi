@@ -138,8 +138,8 @@ def revocation_records(credential_ids: Sequence[str], codes: bytes) -> bytes:
     "reason"), so nothing of a bad batch is used."""
 
 def revocation_bucket(credential_id: bytes) -> int:
-    """The national store's bucket (0 to 65,535) of a 16-byte id: the first
-    two bytes of its SM3 digest, big-endian."""
+    """The national store's bucket (0 to 2**20 - 1) of a 16-byte id: the
+    first 20 bits of its SM3 digest, big-endian."""
 
 def revocations_by_shard(records: bytes, buckets_per_shard: int) -> list[tuple[int, list[int], bytes]]:
     """17-byte records grouped by shard (`buckets_per_shard` consecutive
