@@ -1,5 +1,5 @@
 """The revocation snapshot: a binary fuse filter of every revoked id
-(yibao_core.build_revocation_snapshot, about 2.26 bytes an id) that nodes
+(yibao_core.SnapshotBuilder, about 2.26 bytes an id) that nodes
 start from instead of reading every revocation, and map from one file per
 machine however many workers they run.
 
@@ -194,14 +194,15 @@ async def publish(store: NationalStore, directory: Path) -> Meta:
     one (the caller holds the lease)."""
     started = time.monotonic()
     position = await store.position()
-    records = await store.revoked_records()
+    builder = yibao_core.SnapshotBuilder()
+    async for part in store.revoked_parts():
+        builder.add(part)
     generation = int(await store.redis.incr(GENERATION))
     directory.mkdir(parents=True, exist_ok=True)
     path = file_for(directory, generation)
     # Written beside its name and renamed: no lock needed, nobody else
     # writes this generation.
-    ids = await asyncio.to_thread(yibao_core.build_revocation_snapshot, records, path, record_size=17)
-    del records
+    ids = await asyncio.to_thread(builder.write, path)
     data = await asyncio.to_thread(path.read_bytes)
     sha = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
     chunks = max(1, -(-len(data) // CHUNK_BYTES))

@@ -566,31 +566,57 @@ fn revocations_by_shard(py: Python<'_>, records: &[u8], buckets_per_shard: u32) 
     Ok(shards.into_iter().map(|s| (s.shard, s.buckets, PyBytes::new(py, &s.records).unbind())).collect())
 }
 
-/// Build the revocation snapshot's filter file from concatenated records,
-/// each a 16-byte id and (`record_size` 17) its reason code.
-#[pyfunction]
-#[pyo3(signature = (credential_ids, path, *, record_size = 16))]
-fn build_revocation_snapshot(
-    py: Python<'_>,
-    credential_ids: &[u8],
-    path: std::path::PathBuf,
-    record_size: usize,
-) -> PyResult<u64> {
-    if record_size != 16 && record_size != 17 {
-        return Err(PyValueError::new_err(format!("record_size: {record_size} is not 16 or 17")));
+/// A revocation snapshot's filter, built from the ids given in parts (as
+/// the national store's buckets are read), so that no copy of every record
+/// is held in Python: at 100 million ids that copy was 1.7 GB, and making
+/// it held the event loop.
+#[pyclass(module = "yibao_core")]
+struct SnapshotBuilder {
+    ids: Vec<CredentialId>,
+}
+
+#[pymethods]
+impl SnapshotBuilder {
+    #[new]
+    fn new() -> Self {
+        Self { ids: Vec::new() }
     }
-    if credential_ids.len() % record_size != 0 {
-        return Err(PyValueError::new_err(format!(
-            "credential_ids: {} bytes is not a whole number of {record_size}-byte records",
-            credential_ids.len()
-        )));
+
+    /// Add concatenated records: a 16-byte id, and with `record_size` 17 a
+    /// reason code after it.
+    #[pyo3(signature = (records, *, record_size = 17))]
+    fn add(&mut self, py: Python<'_>, records: &[u8], record_size: usize) -> PyResult<()> {
+        if record_size != 16 && record_size != 17 {
+            return Err(PyValueError::new_err(format!("record_size: {record_size} is not 16 or 17")));
+        }
+        if records.len() % record_size != 0 {
+            return Err(PyValueError::new_err(format!(
+                "records: {} bytes is not a whole number of {record_size}-byte records",
+                records.len()
+            )));
+        }
+        let ids = &mut self.ids;
+        py.detach(|| {
+            ids.extend(
+                records.chunks_exact(record_size).map(|c| -> CredentialId { c[..16].try_into().unwrap_or_default() }),
+            );
+        });
+        Ok(())
     }
-    py.detach(|| {
-        let ids: Vec<CredentialId> =
-            credential_ids.chunks_exact(record_size).map(|c| c[..16].try_into().unwrap_or_default()).collect();
-        fuse::build_file(&ids, &path)
-    })
-    .map_err(|e| PyOSError::new_err(format!("path: {}: {e}", path.display())))
+
+    /// Ids added so far (counting repeats).
+    fn __len__(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Write the filter of every id added to `path` (whole or not at all:
+    /// written beside it and renamed) and start empty again; returns the
+    /// distinct ids in it.
+    fn write(&mut self, py: Python<'_>, path: std::path::PathBuf) -> PyResult<u64> {
+        let ids = std::mem::take(&mut self.ids);
+        py.detach(|| fuse::build_file(&ids, &path))
+            .map_err(|e| PyOSError::new_err(format!("path: {}: {e}", path.display())))
+    }
 }
 
 #[pymodule(gil_used = false)]
@@ -610,6 +636,7 @@ fn yibao_core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ReplayGuard>()?;
     m.add_class::<CheckResult>()?;
     m.add_class::<SigningKey>()?;
+    m.add_class::<SnapshotBuilder>()?;
     m.add_function(wrap_pyfunction!(py_sm3, m)?)?;
     m.add_function(wrap_pyfunction!(sm2_generate_private_key, m)?)?;
     m.add_function(wrap_pyfunction!(sm2_public_key, m)?)?;
@@ -621,7 +648,6 @@ fn yibao_core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py_check, m)?)?;
     m.add_function(wrap_pyfunction!(py_check_batch, m)?)?;
     m.add_function(wrap_pyfunction!(py_issue, m)?)?;
-    m.add_function(wrap_pyfunction!(build_revocation_snapshot, m)?)?;
     m.add_function(wrap_pyfunction!(revocation_records, m)?)?;
     m.add_function(wrap_pyfunction!(revocation_bucket, m)?)?;
     m.add_function(wrap_pyfunction!(revocations_by_shard, m)?)?;

@@ -82,7 +82,7 @@ class RevocationSet:
     Thread-safe; read without the GIL during checks. Credential ids are
     32 hex digits (either case) or 16 raw bytes.
 
-    With `snapshot` (a filter file written by build_revocation_snapshot,
+    With `snapshot` (a filter file written by SnapshotBuilder.write,
     mapped read-only and shared by every process that maps it) the set is
     that snapshot plus an exact delta: revocations since (with reason) and
     restorations since. An id only the snapshot may hold is "UNCONFIRMED":
@@ -124,11 +124,22 @@ class RevocationSet:
     def withdrawals(self) -> int:
         """Number of credentials with at least one withdrawn channel."""
 
-def build_revocation_snapshot(credential_ids: bytes, path: str | os.PathLike[str], *, record_size: int = 16) -> int:
-    """Write the filter of concatenated records (a 16-byte id, and with
-    `record_size` 17 a reason code after it) to `path` (whole or not
-    at all: written beside it and renamed); returns the distinct ids in it.
-    About 2.26 bytes per id; one id in 65,536 not in it still "may" be."""
+@final
+class SnapshotBuilder:
+    """A revocation snapshot's filter (a binary fuse filter, about 2.26
+    bytes per id; one id in 65,536 not in it still "may" be), built from
+    ids given in parts, as the national store's buckets are read."""
+
+    def __init__(self) -> None: ...
+    def add(self, records: bytes, *, record_size: int = 17) -> None:
+        """Add concatenated records: a 16-byte id, and with `record_size`
+        17 (the store's form) a reason code after it."""
+    def __len__(self) -> int:
+        """Ids added so far, counting repeats."""
+    def write(self, path: str | os.PathLike[str]) -> int:
+        """Write the filter of every id added to `path` (whole or not at
+        all: written beside it and renamed) and start empty again; returns
+        the distinct ids in it."""
 
 def revocation_records(credential_ids: Sequence[str], codes: bytes) -> bytes:
     """A revocation batch as 17-byte records (the 16-byte id, then its
