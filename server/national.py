@@ -342,7 +342,9 @@ class NationalStore:
 
     async def events_since(self, position: bytes, block_ms: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """Events after `position`, waiting up to block_ms for the first."""
-        reply = await self._follower.xread({EVENTS: position}, block=block_ms, count=10_000)
+        # 100 at a time: an event of a RevokeBatch is 170 kB, and a follower
+        # behind by thousands of them must not ask for gigabytes in one reply.
+        reply = await self._follower.xread({EVENTS: position}, block=block_ms, count=100)
         self.touch()
         return reply[0][1] if reply else []
 
