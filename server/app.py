@@ -33,7 +33,7 @@ from server.gc_settings import quiet_collector
 from server.ledger import Ledger
 from server.national import CONTACT_LOST_S, NationalStore, StoreUnavailable, client
 from server.settlement import SettlementService
-from server.state import NodeState, apply_to
+from server.state import NodeState, replay
 from server.trust import TrustListSource
 from server.verifier import VerifierService
 from yibao.v1 import admin_pb2, admin_pb2_grpc, settlement_pb2, settlement_pb2_grpc, verifier_pb2, verifier_pb2_grpc
@@ -130,18 +130,13 @@ class Follower:
             self._retry_at = time.monotonic() + 5.0
             return
         # Off the event loop: after a bulk load this is millions of ids.
-        await asyncio.to_thread(_replay, mirror, events)
+        await asyncio.to_thread(replay, mirror, events)
         self._state.mirror = mirror
         self._generation = generation
         log.info("revocation snapshot %d taken: %d ids, %d changes since", generation, mirror.snapshot_ids, mirror.delta_len)
         await snapshot.forget_older(self._directory, generation)
         # The old mirror went with the swap: give its pages back.
         await asyncio.to_thread(memory.give_back)
-
-
-def _replay(mirror: yibao_core.RevocationSet, events: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-    for _, fields in events:
-        apply_to(mirror, fields[b"op"].decode(), fields[b"id"].decode(), fields.get(b"arg", b""))
 
 
 async def report_state(store: NationalStore, state: NodeState, regional_up: Callable[[], Awaitable[object]]) -> None:
@@ -229,9 +224,11 @@ async def serve(cfg: Config, *, shared_port: bool = False) -> None:
         raise StoreUnavailable(f"cannot reach the regional store at {regional_url}: {e}") from e
     signing_key = node_key.signing_key(cfg.node_key)  # type: ignore[arg-type]
     token_key = await store.token_key()
-    text, trust_list = await TrustListSource.initial(store, cfg.trust_list)
     assert cfg.revocation_dir is not None, "cli.main gives every node a directory"
     mirror, position, generation = await snapshot.load(store, cfg.revocation_dir)
+    # After the mirror's catch-up: a trust-list change the follower will
+    # not see (it is before `position`) is in what this reads.
+    text, trust_list = await TrustListSource.initial(store, cfg.trust_list)
     state = NodeState(trust_list=trust_list, mirror=mirror)
     # Held by the state alone: serve() lasts as long as the node, and a name
     # here kept the first mirror (a whole bulk load's delta) past its switch.

@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 
 import yibao_core
 from server.national import EVENTS, NationalStore
-from server.state import NodeState
+from server.state import NodeState, replay
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,12 @@ async def load(store: NationalStore, directory: Path) -> tuple[yibao_core.Revoca
             for channel in range(1, 6):
                 if mask >> channel & 1:
                     mirror.withdraw_channel(cid, channel)
+        # Caught up to the stream's head before the node serves: a revocation
+        # after the snapshot's position must not wait for the follower.
+        head = await store.position()
+        await asyncio.to_thread(replay, mirror, await store.events_between(position, head))
         if not await store.trimmed_past(position):
+            position = head
             if generation:
                 log.info("revocation mirror loaded from snapshot %d: %d ids", generation, mirror.snapshot_ids)
             else:

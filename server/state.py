@@ -41,3 +41,9 @@ def apply_to(mirror: yibao_core.RevocationSet, op: str, credential_id: str, arg:
     else:
         return False
     return True
+
+
+def replay(mirror: yibao_core.RevocationSet, events: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    """Stream events, in order, on `mirror` (other ops are skipped)."""
+    for _, fields in events:
+        apply_to(mirror, fields[b"op"].decode(), fields[b"id"].decode(), fields.get(b"arg", b""))
