@@ -33,7 +33,7 @@ from server.gc_settings import quiet_collector
 from server.ledger import Ledger
 from server.national import CONTACT_LOST_S, NationalStore, StoreUnavailable, client
 from server.settlement import SettlementService
-from server.state import NodeState, replay
+from server.state import NodeState
 from server.trust import TrustListSource
 from server.verifier import VerifierService
 from yibao.v1 import admin_pb2, admin_pb2_grpc, settlement_pb2, settlement_pb2_grpc, verifier_pb2, verifier_pb2_grpc
@@ -122,15 +122,12 @@ class Follower:
             mirror, since, generation = task.result()
             if generation <= self._generation:
                 return
-            events = await self._store.events_between(since, position)
-            if await self._store.trimmed_past(since):
+            if not await snapshot.catch_up(self._store, mirror, since, position):
                 raise ValueError(f"the stream was trimmed past snapshot {generation}'s position (a newer one came)")
         except (RedisError, OSError, ValueError) as e:
             log.warning("new revocation snapshot not taken, staying on generation %d: %s", self._generation, e)
             self._retry_at = time.monotonic() + 5.0
             return
-        # Off the event loop: after a bulk load this is millions of ids.
-        await asyncio.to_thread(replay, mirror, events)
         self._state.mirror = mirror
         self._generation = generation
         log.info("revocation snapshot %d taken: %d ids, %d changes since", generation, mirror.snapshot_ids, mirror.delta_len)

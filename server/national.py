@@ -8,8 +8,9 @@ they spread over 64 cluster slots; a write to them is one script per tag.
 An id's bucket is the first 20 bits of its SM3 digest
 (yibao_core.revocation_bucket), its tag the bucket's top six bits. The
 stream and the withdrawals share the `{yibao}` tag, so a withdrawal is one
-script that changes the hash and appends its event atomically. A revocation cannot be: its bucket is in another slot.
-It is written to its bucket first and announced on the stream after, both
+script that changes the hash and appends its event atomically. A revocation
+cannot be: its bucket is in another slot. It is written to its bucket
+first and announced on the stream after, both
 durably, so an announced revocation is always stored, and one stored but
 not announced (the node died between the two) is taken up by the next
 snapshot or the caller's retry.

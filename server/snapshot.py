@@ -155,6 +155,18 @@ async def forget_older(directory: Path, generation: int) -> None:
                 f.unlink(missing_ok=True)
 
 
+async def catch_up(store: NationalStore, mirror: yibao_core.RevocationSet, since: bytes, upto: bytes) -> bool:
+    """Apply the stream's events after `since` up to `upto` to `mirror`
+    (off the event loop: after a bulk load, millions of ids). False, and
+    nothing applied, if the stream was trimmed past `since`: events are
+    missing, so the mirror must come from a newer snapshot."""
+    events = await store.events_between(since, upto)
+    if await store.trimmed_past(since):
+        return False
+    await asyncio.to_thread(replay, mirror, events)
+    return True
+
+
 async def load(store: NationalStore, directory: Path) -> tuple[yibao_core.RevocationSet, bytes, int]:
     """The mirror a node starts from, the stream position to follow from
     and the snapshot's generation: the published snapshot if there is one,
@@ -183,8 +195,7 @@ async def load(store: NationalStore, directory: Path) -> tuple[yibao_core.Revoca
         # Caught up to the stream's head before the node serves: a revocation
         # after the snapshot's position must not wait for the follower.
         head = await store.position()
-        await asyncio.to_thread(replay, mirror, await store.events_between(position, head))
-        if not await store.trimmed_past(position):
+        if await catch_up(store, mirror, position, head):
             position = head
             if generation:
                 log.info("revocation mirror loaded from snapshot %d: %d ids", generation, mirror.snapshot_ids)
