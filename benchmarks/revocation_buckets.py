@@ -44,13 +44,14 @@ ROWS = [
 
 def write(r: redis.Redis, sha: str, buckets: int, n: int) -> None:
     """n random ids into `buckets` buckets of one hash tag, as the node
-    names them, BATCH to a script call."""
+    names them (the tag's bitmap of written buckets first), BATCH to a
+    script call."""
     for start in range(0, n, BATCH):
         k = min(BATCH, n - start)
         raw = os.urandom(16 * k)
         ids = [raw[16 * i : 16 * i + 16] for i in range(k)]
         keys = [f"yibao:rv:{{rv00}}:{int.from_bytes(i[:4], 'big') % buckets:05x}" for i in ids]
-        r.evalsha(sha, k, *keys, b"".join(i + b"L" for i in ids))
+        r.evalsha(sha, k + 1, "yibao:rvused:{rv00}", *keys, b"".join(i + b"L" for i in ids))
 
 
 def cpu(r: redis.Redis) -> float:

@@ -29,7 +29,7 @@ import hiredis
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 import yibao_core
 from server import redis_pipe
@@ -72,11 +72,13 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'op', op, 'id', id, 'ar
 return before
 """
 
-# KEYS[1]: the bucket; ARGV: the binary id, the reason code ('' restores).
+# KEYS: 1 the tag's bitmap of buckets written, 2 the bucket; ARGV: the
+# binary id, the reason code ('' restores), the bucket's index in the tag.
 # Returns the code before, or false.
 _SET_ONE = """
-local before = redis.call('HGET', KEYS[1], ARGV[1])
-if ARGV[2] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+redis.call('SETBIT', KEYS[1], ARGV[3], 1)
+local before = redis.call('HGET', KEYS[2], ARGV[1])
+if ARGV[2] == '' then redis.call('HDEL', KEYS[2], ARGV[1]) else redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
 return before
 """
 
@@ -89,16 +91,19 @@ for i = 1, #KEYS do out[i] = table.concat(redis.call('HGETALL', KEYS[i])) end
 return out
 """
 
-# KEYS: the bucket of each record (one hash tag); ARGV[1]: the records,
-# 17 bytes each (id, reason code), in the same order. One argument, not two
-# per id: packing 20,000 arguments cost the node more than the script.
+# KEYS: 1 the tag's bitmap of buckets written, then the bucket of each
+# record (one hash tag); ARGV[1]: the records, 17 bytes each (id, reason
+# code), in the same order. One argument, not two per id: packing 20,000
+# arguments cost the node more than the script. A bucket's index in its tag
+# is its key's last four hex digits.
 _SET_MANY = """
 local r = ARGV[1]
-for i = 1, #KEYS do
-  local o = 17 * (i - 1)
+for i = 2, #KEYS do
+  local o = 17 * (i - 2)
+  redis.call('SETBIT', KEYS[1], tonumber(string.sub(KEYS[i], -4), 16), 1)
   redis.call('HSET', KEYS[i], string.sub(r, o + 1, o + 16), string.sub(r, o + 17, o + 17))
 end
-return #KEYS
+return #KEYS - 1
 """
 
 # KEYS: replay keys; ARGV: value, ttl_ms for each. Returns 1 where the key was
@@ -167,8 +172,7 @@ class NationalStore:
         # pipe serves one slot), the same pipe for all on one server.
         self._tag_pipes: dict[int, redis_pipe.RedisPipe] = {}
         self._set_many_scripts: dict[int, redis_pipe.Script] = {}
-        self._read_scripts: dict[int, redis_pipe.Script] = {}
-        self._read_pipes: list[redis_pipe.RedisPipe] = []
+        self._readers: dict[int, tuple[redis_pipe.RedisPipe, redis_pipe.Script]] = {}
         self._channel = redis_pipe.Script(self._writes, _CHANNEL, durable=True)
         self._set_token_key = redis_pipe.Script(self._writes, _SET_TOKEN_KEY, durable=True)
         self._publish_trust = redis_pipe.Script(self._writes, _PUBLISH_TRUST, durable=True)
@@ -218,7 +222,7 @@ class NationalStore:
         self._on_error()
 
     async def close(self) -> None:
-        for pipe in (self._pipe, self._writes, *self._tag_pipes.values(), *self._read_pipes):
+        for pipe in (self._pipe, self._writes, *self._tag_pipes.values(), *(p for p, _ in self._readers.values())):
             if pipe is not None:
                 await pipe.aclose()
         await self.redis.aclose()
@@ -241,9 +245,12 @@ class NationalStore:
         state before was revoked / withdrawn."""
         if op in ("revoke", "restore"):
             cid = bytes.fromhex(credential_id)
-            tag, key = bucket(cid)
+            b = yibao_core.revocation_bucket(cid)
+            tag = b // BUCKETS_PER_TAG
             code = REASON_CODES[arg] if op == "revoke" else b""
-            before = await redis_pipe.Script(self.tag_pipe(tag), _SET_ONE, durable=True)(keys=[key], args=[cid, code])
+            before = await redis_pipe.Script(self.tag_pipe(tag), _SET_ONE, durable=True)(
+                keys=[_used_key(tag), _bucket_key_of(b)], args=[cid, code, b % BUCKETS_PER_TAG]
+            )
             await self._announce(op, credential_id, arg)
             return before is not None
         before = await self._channel(keys=[WITHDRAWN, EVENTS], args=[op, credential_id, arg, EVENTS_MAXLEN])
@@ -259,7 +266,10 @@ class NationalStore:
         one durable script per hash tag, then announce them in one event."""
         shards = yibao_core.revocations_by_shard(records, BUCKETS_PER_TAG)
         await asyncio.gather(
-            *(self._set_many(tag)(keys=_bucket_keys(tag, buckets), args=[part]) for tag, buckets, part in shards)
+            *(
+                self._set_many(tag)(keys=[_used_key(tag), *_bucket_keys(tag, buckets)], args=[part])
+                for tag, buckets, part in shards
+            )
         )
         await self._announce("revoke_records", "", records)
 
@@ -281,14 +291,17 @@ class NationalStore:
         return [None if c is None else _reason_name(cid, c) for cid, c in zip(credential_ids, codes)]
 
     async def revoked_parts(self) -> AsyncIterator[bytes]:
-        """Every stored revocation, as 17-byte records (id, reason code), in
-        parts of 1,024 buckets (a bucket's HGETALL, joined, is exactly
-        that). One script at a time on connections of their own: a build
-        reads the whole store while a bulk load writes to it, and neither
-        should wait behind the other's queue."""
+        """Every stored revocation, as 17-byte records (id, reason code), a
+        bucket at a time (its HGETALL, joined, is exactly that). Only the
+        buckets ever written, by the tag's bitmap: a store with few
+        revocations is read in a fraction of a second, not 2^20 HGETALLs.
+        One script at a time on connections of their own: a build reads the
+        whole store while a bulk load writes to it, and neither should wait
+        behind the other's queue."""
         for tag in range(TAGS):
-            read = self._read_buckets(tag)
-            keys = _bucket_keys(tag, list(range(tag * BUCKETS_PER_TAG, (tag + 1) * BUCKETS_PER_TAG)))
+            pipe, read = self._bucket_reader(tag)
+            used = await pipe.execute("GET", _used_key(tag))
+            keys = _bucket_keys(tag, _set_bits(used or b""))
             for i in range(0, len(keys), 1024):
                 for joined in await read(keys=keys[i : i + 1024], args=[]):
                     yield joined
@@ -299,16 +312,16 @@ class NationalStore:
         store small enough to be held exactly)."""
         return b"".join([part async for part in self.revoked_parts()])
 
-    def _read_buckets(self, tag: int) -> redis_pipe.Script:
+    def _bucket_reader(self, tag: int) -> tuple[redis_pipe.RedisPipe, redis_pipe.Script]:
+        """The read pipe to tag `tag`'s primary and the bucket-reading script on it."""
         key = tag if self.cluster else 0
-        script = self._read_scripts.get(key)
-        if script is None:
+        reader = self._readers.get(key)
+        if reader is None:
             # Reads of up to 1.6 MB each, behind the writes of a bulk load:
             # more time than a call's 1 s before the build gives up.
             pipe = redis_pipe.RedisPipe(self._url, timeout_s=5.0, slot_key=_tag_key(tag))
-            script = self._read_scripts[key] = redis_pipe.Script(pipe, _READ_BUCKETS)
-            self._read_pipes.append(pipe)
-        return script
+            reader = self._readers[key] = (pipe, redis_pipe.Script(pipe, _READ_BUCKETS))
+        return reader
 
     async def publish_snapshot(self, key: str, fields: dict[str, str | int | bytes]) -> None:
         """Point `key` at a new revocation snapshot and announce it."""
@@ -322,10 +335,14 @@ class NationalStore:
         return out
 
     async def position(self) -> bytes:
-        """The id of the stream's newest event (b"0-0" when empty)."""
+        """The id of the stream's newest event; of the last one ever added
+        if trimming emptied it; b"0-0" if there never was one."""
         last = await self.redis.xrevrange(EVENTS, count=1)
         self.touch()
-        return last[0][0] if last else b"0-0"
+        if last:
+            return last[0][0]
+        info = await self._stream_info()
+        return info["last-generated-id"] if info else b"0-0"
 
     async def events_between(self, after: bytes, upto: bytes) -> list[tuple[bytes, dict[bytes, bytes]]]:
         """Events after `after` up to and including `upto`."""
@@ -352,9 +369,29 @@ class NationalStore:
     async def trimmed_past(self, position: bytes) -> bool:
         """Has the stream been trimmed beyond `position`, so that events this
         node never saw are gone? Then the caller reloads from the hashes."""
-        first = await self.redis.xrange(EVENTS, count=1)
+        info = await self._stream_info()
+        if info is None:
+            return False
+        if position == b"0-0":
+            # Read from a stream that never had an event: every event since
+            # came after it, so lost ones are any that are no longer there.
+            return int(info["entries-added"]) > int(info["length"])
+        first = info["first-entry"]
+        oldest = first[0] if first else info["last-generated-id"]
+        # Conservative: the event at `position` itself gone also counts
+        # (a reload too many, never an event missed).
+        return _stream_id(oldest) > _stream_id(position)
+
+    async def _stream_info(self) -> dict[str, Any] | None:
+        """XINFO STREAM of the events, None if the stream does not exist."""
+        try:
+            info: dict[str, Any] = await self.redis.xinfo_stream(EVENTS)
+        except ResponseError as e:
+            if "no such key" in str(e):
+                return None
+            raise
         self.touch()
-        return bool(first) and _stream_id(first[0][0]) > _stream_id(position)
+        return info
 
     # --- the replay record ---
 
@@ -420,13 +457,26 @@ def _tag_key(tag: int) -> str:
     return f"yibao:rv:{{rv{tag:02d}}}"
 
 
+def _used_key(tag: int) -> str:
+    """Tag `tag`'s bitmap: bit i set once bucket i of the tag was written
+    (never cleared; an emptied bucket is read, and answers nothing)."""
+    return f"yibao:rvused:{{rv{tag:02d}}}"
+
+
+def _set_bits(bitmap: bytes) -> list[int]:
+    """The offsets of a Redis bitmap's set bits (SETBIT's order: the most
+    significant bit of the first byte is offset 0)."""
+    return [8 * i + j for i, byte in enumerate(bitmap) if byte for j in range(8) if byte & (0x80 >> j)]
+
+
 def _bucket_key_of(b: int) -> str:
     """Bucket b's key, 0 <= b < 2^20."""
     return _TAG_KEYS[b >> 14] + _INDEX_SUFFIXES[b & 16383]
 
 
 def _bucket_keys(tag: int, buckets: list[int]) -> list[str]:
-    """The keys of buckets (0 to 2^20 - 1) that are all in hash tag `tag`."""
+    """The keys of buckets that are all in hash tag `tag`, by their number
+    (0 to 2^20 - 1) or their index in the tag (0 to 16,383)."""
     prefix, suffixes = _TAG_KEYS[tag], _INDEX_SUFFIXES
     return [prefix + suffixes[b & 16383] for b in buckets]
 
@@ -473,7 +523,7 @@ def client(url: str, *, socket_timeout: float = 1.0) -> aioredis.Redis | RedisCl
         url, max_connections=256, timeout=socket_timeout, socket_timeout=socket_timeout, socket_connect_timeout=1.0,
         health_check_interval=5, connection_class=HiredisPackedConnection,
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() closes its connections
 
 
 def _stream_id(raw: bytes) -> tuple[int, int]:

@@ -80,6 +80,14 @@ def cluster(tmp_path_factory, national, code_issuer):
                 peers={other: nodes[other].port}, node=nodes[p],
             )
             started.append(nodes[p])
+        # Guangdong's node started first and met Beijing's port closed: its
+        # channel is in gRPC's reconnect backoff (up to 2 s) until its health
+        # watch sees Beijing serving. The tests here begin after that.
+        for p, other in ((sk.GD, sk.BJ), (sk.BJ, sk.GD)):
+            deadline = time.monotonic() + 15
+            while sk.metric(nodes[p].metrics_url, "yibao_peer_up", peer=other) != 1:
+                assert time.monotonic() < deadline, f"the node of province {p} never saw province {other}'s node up"
+                time.sleep(0.1)
         provinces = {}
         for p in (sk.GD, sk.BJ):
             s = sk.Stubs.connect(nodes[p].target)
