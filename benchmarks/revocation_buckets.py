@@ -29,7 +29,7 @@ import machine  # noqa: E402
 import redis  # noqa: E402
 
 from server.local import Redis  # noqa: E402
-from server.national import _SET_MANY  # noqa: E402
+from server.national import _SET_MANY, _bitmap  # noqa: E402
 
 BATCH = 10_000
 MEASURED = 200_000
@@ -44,14 +44,16 @@ ROWS = [
 
 def write(r: redis.Redis, sha: str, buckets: int, n: int) -> None:
     """n random ids into `buckets` buckets of one hash tag, as the node
-    names them (the tag's bitmap of written buckets first), BATCH to a
+    names them and with the bitmap of the buckets written, BATCH to a
     script call."""
     for start in range(0, n, BATCH):
         k = min(BATCH, n - start)
         raw = os.urandom(16 * k)
         ids = [raw[16 * i : 16 * i + 16] for i in range(k)]
-        keys = [f"yibao:rv:{{rv00}}:{int.from_bytes(i[:4], 'big') % buckets:05x}" for i in ids]
-        r.evalsha(sha, k + 1, "yibao:rvused:{rv00}", *keys, b"".join(i + b"L" for i in ids))
+        numbers = [int.from_bytes(i[:4], "big") % buckets for i in ids]
+        keys = [f"yibao:rv:{{rv00}}:{b:05x}" for b in numbers]
+        records = b"".join(i + b"L" for i in ids)
+        r.evalsha(sha, k + 2, "yibao:rvused:{rv00}", "yibao:rvscratch:{rv00}", *keys, records, _bitmap(numbers))
 
 
 def cpu(r: redis.Redis) -> float:

@@ -64,6 +64,19 @@ def _main(cfg: config.Config) -> None:
     _supervise(cfg)
 
 
+def _end_with(supervisor: int) -> None:
+    """Make this worker get SIGTERM when its supervisor dies, however it
+    dies (a SIGKILL runs no handler that could stop the workers), so no
+    worker outlives its node holding the port. Linux only."""
+    if sys.platform == "linux":
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != supervisor:  # it died before the line above
+        os._exit(1)
+
+
 def _supervise(cfg: config.Config) -> None:
     """Fork the workers before any gRPC machinery exists (gRPC does not
     survive a fork), serve the combined metrics, and stop them all on
@@ -88,9 +101,11 @@ def _supervise(cfg: config.Config) -> None:
     metrics_dir = tempfile.mkdtemp(prefix="yibao-metrics-")
     metrics.prepare_multiprocess(metrics_dir)
     children: list[int] = []
+    supervisor = os.getpid()
     for _ in range(cfg.workers):
         pid = os.fork()
         if pid == 0:
+            _end_with(supervisor)
             code = 0
             try:
                 _run(cfg, app.serve(cfg, shared_port=True))
@@ -130,7 +145,10 @@ def _supervise(cfg: config.Config) -> None:
         children.remove(pid)
         metrics.mark_worker_dead(pid)
         code = os.waitstatus_to_exitcode(status)
-        worst = max(worst, abs(code))
+        # A worker still starting when told to stop has no handler yet and
+        # dies of the SIGTERM: nothing was in flight, a clean stop.
+        if not (stopping and code == -signal.SIGTERM):
+            worst = max(worst, abs(code))
         if not stopping:
             logging.getLogger("yibao.node").error("worker %d exited with %d: stopping the node", pid, code)
             stop(signal.SIGTERM, None)

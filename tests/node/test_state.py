@@ -7,6 +7,7 @@ Nodes of one test share a Redis database no other test uses.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -535,6 +536,33 @@ def test_two_workers_share_port_state_and_metrics(node_factory, node_issuer):
     assert node.stop() == 0
     ok, _ = poll(lambda: not nodekit.process_group_members(pgid), timeout=10.0, interval=0.1)
     assert ok, f"worker processes left after exit: {nodekit.process_group_members(pgid)}"
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("after_s", [0.0, 0.3, 0.8])
+def test_a_node_stopped_while_its_workers_start_exits_cleanly(node_factory, after_s):
+    """SIGTERM while the workers are still starting (a worker has no
+    handler yet and dies of it): exit 0, no process left."""
+    node = node_factory.spawn(workers=2)
+    ok, _ = poll(lambda: len(nodekit.process_group_members(node.pid)) >= 3, timeout=10.0, interval=0.01)
+    assert ok, f"the workers were never forked: {nodekit.process_group_members(node.pid)}"
+    time.sleep(after_s)
+    pgid = node.pid
+    assert node.stop() == 0
+    ok, _ = poll(lambda: not nodekit.process_group_members(pgid), timeout=10.0, interval=0.1)
+    assert ok, f"processes left after exit: {nodekit.process_group_members(pgid)}"
+
+
+@pytest.mark.timeout(60)
+def test_workers_end_with_a_killed_supervisor(node_factory):
+    """A supervisor killed outright (SIGKILL runs no handler) takes its
+    workers with it: none is left holding the port."""
+    node = node_factory.start(workers=2)
+    workers = [p for p in nodekit.process_group_members(node.pid) if p != node.pid]
+    assert len(workers) >= 2, workers
+    os.kill(node.pid, signal.SIGKILL)
+    ok, _ = poll(lambda: not set(workers) & set(nodekit.process_group_members(node.pid)), timeout=15.0, interval=0.1)
+    assert ok, f"workers left after their supervisor was killed: {nodekit.process_group_members(node.pid)}"
 
 
 def test_options_from_environment(node_factory, node_issuer, trust_list_path):
