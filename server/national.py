@@ -475,7 +475,8 @@ def _scratch_key(tag: int) -> str:
 
 
 def _bitmap(buckets: list[int]) -> bytes:
-    """The bitmap, in a tag's, of the given buckets (numbers or indices)."""
+    """A tag's bitmap with the bits of `buckets` set (bucket numbers, or
+    their indices in the tag)."""
     bits = bytearray(BUCKETS_PER_TAG // 8)
     for b in buckets:
         i = b & (BUCKETS_PER_TAG - 1)
