@@ -29,7 +29,7 @@ import machine  # noqa: E402
 import redis  # noqa: E402
 
 from server.local import Redis  # noqa: E402
-from server.national import _SET_MANY, _bitmap  # noqa: E402
+from server.national import _SET_MANY, _bitmap, _scratch_key, _used_key  # noqa: E402
 
 BATCH = 10_000
 MEASURED = 200_000
@@ -53,7 +53,7 @@ def write(r: redis.Redis, sha: str, buckets: int, n: int) -> None:
         numbers = [int.from_bytes(i[:4], "big") % buckets for i in ids]
         keys = [f"yibao:rv:{{rv00}}:{b:05x}" for b in numbers]
         records = b"".join(i + b"L" for i in ids)
-        r.evalsha(sha, k + 2, "yibao:rvused:{rv00}", "yibao:rvscratch:{rv00}", *keys, records, _bitmap(numbers))
+        r.evalsha(sha, k + 2, _used_key(0), _scratch_key(0), *keys, records, _bitmap(numbers))
 
 
 def cpu(r: redis.Redis) -> float:

@@ -250,10 +250,10 @@ class NationalStore:
         if op in ("revoke", "restore"):
             cid = bytes.fromhex(credential_id)
             b = yibao_core.revocation_bucket(cid)
-            tag = b // BUCKETS_PER_TAG
+            tag, index = divmod(b, BUCKETS_PER_TAG)
             code = REASON_CODES[arg] if op == "revoke" else b""
             before = await redis_pipe.Script(self.tag_pipe(tag), _SET_ONE, durable=True)(
-                keys=[_used_key(tag), _bucket_key_of(b)], args=[cid, code, b % BUCKETS_PER_TAG]
+                keys=[_used_key(tag), _bucket_key_of(b)], args=[cid, code, index]
             )
             await self._announce(op, credential_id, arg)
             return before is not None
