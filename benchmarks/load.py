@@ -10,6 +10,8 @@ per process for the stream modes), one channel per process. Modes:
     settle   Settlement.Settle with the ec_token of a code verified beforehand
     empty    the empty unary peer (benchmarks/peers.py), same messages as verify
     echo     the echo bidi-stream peer, same messages as stream
+    refuse   the refusing unary peer, same messages as verify; its
+             RESOURCE_EXHAUSTED is the expected answer
 
 Closed loop (default): every caller sends as soon as its previous answer is
 in; the figure is the maximum throughput. Open loop (``--rate``, in codes
@@ -54,9 +56,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
-MODES = ("verify", "batch", "stream", "settle", "empty", "echo")
+MODES = ("verify", "batch", "stream", "settle", "empty", "echo", "refuse")
 STREAM_MODES = ("stream", "echo")
-PEER_MODES = ("empty", "echo")
+PEER_MODES = ("empty", "echo", "refuse")
 PATHS = {
     "verify": "/yibao.v1.Verifier/Verify",
     "batch": "/yibao.v1.Verifier/VerifyBatch",
@@ -64,7 +66,10 @@ PATHS = {
     "settle": "/yibao.v1.Settlement/Settle",
     "empty": "/yibao.bench.Peers/Empty",
     "echo": "/yibao.bench.Peers/Echo",
+    "refuse": "/yibao.bench.Peers/Refuse",
 }
+# The answer a mode expects when it is a refusal rather than a message.
+EXPECTED_REFUSAL = {"refuse": "RESOURCE_EXHAUSTED"}
 INSTITUTIONS = [f"H440300{i:05d}" for i in range(1, 21)]
 INSURED_REGION = "440300"
 # The peers do not check codes, so they cycle through a small pool.
@@ -350,6 +355,7 @@ class _Client:
             self.interval = spec.processes / calls_per_s
             self.phase = worker / calls_per_s
         self.cycle = mode in PEER_MODES
+        self.expected_refusal = EXPECTED_REFUSAL.get(mode)
 
     def take(self) -> bytes | None:
         i = self.next
@@ -387,6 +393,10 @@ class _Client:
         try:
             resp = await self.method(item, timeout=self.spec.call_timeout_s)
         except self.grpc.aio.AioRpcError as e:
+            if e.code().name == self.expected_refusal:
+                now = time.monotonic()
+                self.rec.add(now, now - due, 1, 1)
+                return
             self.rec.errors[f"{e.code().name}: {(e.details() or '')[:80]}"] += 1
             self.rec.error_latency.setdefault(e.code().name, []).append(time.monotonic() - due)
             return

@@ -14,7 +14,12 @@ offered the same load in the same run (issue #12):
    queue, --max-queued: the load generator itself never cancels a call
    before its 30 s deadline) and how fast, the latency of what was accepted
    against the empty service's at the same offered load, and the node's
-   peak memory.
+   peak memory;
+5. what refusing in Python would cost instead: the server CPU per call, in
+   closed loops, of the node's Verify, of the empty service and of a
+   grpc.aio handler that refuses every call (RESOURCE_EXHAUSTED, no
+   message: the least a handler can do), and from those the most a node
+   refusing its excess in Python could answer at 2C.
 
 Latency runs from when a call was due (no coordinated omission). On this
 2-core machine the load generator shares the cores, so at twice the
@@ -123,6 +128,27 @@ def _refusal_latency(r: load.Result, code: str) -> str:
     return f"{lat['p50']:.1f} / {lat['p99']:.1f}" if lat else "—"
 
 
+def _cpu_per_call_us(r: load.Result) -> float:
+    return (r.server_cpu_s or 0.0) / r.calls * 1e6 if r.calls else float("nan")
+
+
+def _print_refusal_cost(verify: load.Result, peers: dict[str, load.Result]) -> None:
+    """Server CPU per call in the closed loops, and what follows for a node
+    that would refuse its excess from Python: at 2C, accepting A and
+    refusing 2C - A must fit in the CPU of C Verify calls, so
+    A <= C (1 - 2r) / (1 - r) where r is a refusal's cost in Verify calls."""
+    v, empty, refuse = _cpu_per_call_us(verify), _cpu_per_call_us(peers["empty"]), _cpu_per_call_us(peers["refuse"])
+    r = refuse / v
+    share = max(0.0, (1 - 2 * r) / (1 - r)) if r < 1 else 0.0
+    print("\n| closed loop, server CPU per call | µs | in Verify calls |")
+    print("|---|---:|---:|")
+    print(f"| node: Verify | {v:,.1f} | 1.00 |")
+    print(f"| empty grpc.aio unary service | {empty:,.1f} | {empty / v:.2f} |")
+    print(f"| grpc.aio handler refusing every call (RESOURCE_EXHAUSTED, no message) | {refuse:,.1f} | {r:.2f} |")
+    print(f"\nRefusing the excess in Python instead of in gRPC core: at 2C the node could answer at most "
+          f"{share:.2f} of C (each refusal costing {r:.2f} of a Verify)")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--max-in-flight", type=int, default=64, help="the node's --max-in-flight (default %(default)s)")
@@ -144,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                                             max_codes=plan.codes(plan.unary_codes_per_s))) for _ in range(2)),
                          key=lambda r: r.calls_per_s)  # fmt: skip
             offered = 2 * closed.calls_per_s
+            peer_closed = {mode: b.run(b.peer_spec(mode, plan, concurrency=plan.unary_concurrency,
+                                                   max_codes=load.PEER_POOL))
+                           for mode in ("empty", "refuse")}  # fmt: skip
             peak = [_rss_kib(b.node.proc.pid)]
             stop = threading.Event()
 
@@ -201,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nAfter it, at half the capacity ({closed.calls_per_s / 2:,.0f} calls/s offered): node answered "
           f"{after.calls_per_s:,.0f} calls/s, p99 {after.latency_ms['p99']:.1f} ms, "
           f"errors {sum(after.errors.values())}")  # fmt: skip
+    _print_refusal_cost(closed, peer_closed)
     print("\nRuns:")
     for r in (*(r for r in b.runs if r.loop == "closed"), ours, after, empty):
         print(f"- {r.summary()}")

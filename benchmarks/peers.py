@@ -6,6 +6,9 @@ the same run by the same load generator (benchmarks/load.py).
   no work beyond decoding the request and encoding the answer.
 - ``/yibao.bench.Peers/Echo``: bidi stream, one VerifyResponse per
   VerifyRequest, in order.
+- ``/yibao.bench.Peers/Refuse``: unary, refuses every call with
+  RESOURCE_EXHAUSTED and no message: the least a grpc.aio handler can do to
+  shed a call it has been given (a status set and returned, no exception).
 
 The answer is a VALID VerifyResponse as the node writes it (credential,
 97-character ec_token, expiry), so it has the size of a real one; only its
@@ -98,6 +101,10 @@ def handlers(template: verifier_pb2.VerifyResponse) -> grpc.GenericRpcHandler:
         async for req in requests:
             yield answer(req)
 
+    async def refuse(req: verifier_pb2.VerifyRequest, context: grpc.aio.ServicerContext) -> None:
+        context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+        context.set_details("refused: the benchmark's peer refuses every call")
+
     de = verifier_pb2.VerifyRequest.FromString
     se = verifier_pb2.VerifyResponse.SerializeToString
     return grpc.method_handlers_generic_handler(
@@ -105,6 +112,7 @@ def handlers(template: verifier_pb2.VerifyResponse) -> grpc.GenericRpcHandler:
         {
             "Empty": grpc.unary_unary_rpc_method_handler(empty, de, se),
             "Echo": grpc.stream_stream_rpc_method_handler(echo, de, se),
+            "Refuse": grpc.unary_unary_rpc_method_handler(refuse, de, se),
         },
     )
 

@@ -13,9 +13,10 @@ node has already checked that it is the caller's own.
 Those limits count the calls the event loop has taken up. When the event
 loop itself is the bottleneck (a node past its capacity) the backlog forms
 before that, in gRPC core's queue of calls no handler has asked for yet,
-where no Python code sees them; and in grpc.aio refusing a call costs the
-event loop about as much as answering an empty one (~0.7 of a Verify), so
-at twice its capacity a node cannot refuse its way out of that backlog.
+where no Python code sees them; and in grpc.aio even the least a handler
+can do to refuse a call costs the event loop as much as answering an empty
+one, about 0.7 of a Verify (benchmarks/overload.py measures both), so at
+twice its capacity a node cannot refuse its way out of that backlog.
 ``server_options()`` bounds that queue inside gRPC core instead: a call
 arriving when ``--max-queued`` calls of its method are already waiting is
 refused by gRPC at once, on gRPC's own threads, at no cost to the event
@@ -33,7 +34,8 @@ it only with the experimental promise-based HTTP/2 transport
 (GRPC_EXPERIMENTS=ph2_server). Not used: gRPC's source calls that transport
 a skeleton not to be used, and with it a node's SIGTERM kills the calls in
 flight (RST_STREAM, INTERNAL: tests/node/test_state.py's drain test fails)
-instead of finishing them."""
+instead of finishing them. gRPC's open pull request grpc/grpc#41786 would
+answer a call destroyed before any handler ran UNAVAILABLE instead."""
 
 from __future__ import annotations
 

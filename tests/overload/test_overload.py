@@ -336,5 +336,10 @@ def test_the_overload_benchmark_runs() -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     for line in ("answered OK, calls/s", "refused RESOURCE_EXHAUSTED (the node's limits), calls/s",
                  "refused CANCELLED (gRPC core's queue bound), calls/s", "accepted p99, ms", "a probe beside the load",
-                 "node peak RSS", "After it, at half the capacity"):  # fmt: skip
+                 "node peak RSS", "After it, at half the capacity", "| node: Verify |",
+                 "| grpc.aio handler refusing every call (RESOURCE_EXHAUSTED, no message) |",
+                 "Refusing the excess in Python instead of in gRPC core: at 2C the node could answer at most"):  # fmt: skip
         assert line in run.stdout, run.stdout
+    # The refusing peer's calls were counted as its answers (not as errors), so it has a cost per call.
+    row = next(r for r in run.stdout.splitlines() if r.startswith("| grpc.aio handler refusing every call"))
+    assert float(row.split("|")[2].replace(",", "")) > 0, row
