@@ -13,8 +13,10 @@ offered the same load in the same run (issue #12):
    from the node's own limits; CANCELLED from gRPC core's bound on its
    queue, --max-queued: the load generator itself never cancels a call
    before its 30 s deadline) and how fast, the latency of what was accepted
-   against the empty service's at the same offered load, and the node's
-   peak memory;
+   against the empty service's at the same offered load, and as the node
+   itself measures it (from a handler's start: the latency SLO's measure,
+   which leaves out the wait in gRPC core's queue), and the node's peak
+   memory;
 5. what refusing in Python would cost instead: the server CPU per call, in
    closed loops, of the node's Verify, of the empty service and of a
    grpc.aio handler that refuses every call (RESOURCE_EXHAUSTED, no
@@ -37,6 +39,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -89,10 +93,10 @@ class Probe:
         return f"{len(acc)} accepted, p50 {q(50)} / p99 {q(99)} / max {q(100)} ms; refused: {refused}"
 
 
-def _probed(b: Bench, spec: load.Spec, probe: Probe) -> load.Result:
+def _probed(b: Bench, spec: load.Spec, probe: Probe, on_window: Callable[[], None] = lambda: None) -> load.Result:
     print(f"  running {spec.mode} (open at {spec.rate:,.0f} codes/s) with a probe ...", file=sys.stderr, flush=True)
     try:
-        r = load.run(spec, on_window=probe.start)
+        r = load.run(spec, on_window=lambda: (on_window(), probe.start()))
     finally:
         probe.stop()
     print(f"  {r.summary()}\n  probe: {probe.summary()}", file=sys.stderr, flush=True)
@@ -126,6 +130,41 @@ def _refused(r: load.Result, code: str = "RESOURCE_EXHAUSTED") -> int:
 def _refusal_latency(r: load.Result, code: str) -> str:
     lat = r.error_latency_ms.get(code)
     return f"{lat['p50']:.1f} / {lat['p99']:.1f}" if lat else "—"
+
+
+def _verify_buckets(metrics_url: str) -> dict[float, float]:
+    """The node's own histogram of Verify calls answered OK
+    (grpc_server_handling_seconds: from when a handler started to its
+    status, the latency SLO's measure), cumulative per upper bound."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    return {
+        float(s.labels["le"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "grpc_server_handling_seconds_bucket"
+        and s.labels.get("grpc_method") == "Verify" and s.labels.get("grpc_code") == "OK"
+    }
+
+
+def _bucket_quantile(q: float, before: dict[float, float], after: dict[float, float]) -> float:
+    """Prometheus' histogram_quantile over the calls between two readings:
+    linear within the bucket the quantile falls in; seconds."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return float("nan")
+    rank = q * counts[-1]
+    lower, below = 0.0, 0.0
+    for bound, count in zip(bounds, counts):
+        if count >= rank:
+            if bound == float("inf"):
+                return lower  # beyond the last finite bound: as Prometheus, its bound
+            return lower + (bound - lower) * (rank - below) / (count - below)
+        lower, below = bound, count
+    return float("nan")
 
 
 def _cpu_per_call_us(r: load.Result) -> float:
@@ -192,8 +231,11 @@ def main(argv: list[str] | None = None) -> int:
             node_probe = Probe(b.node.target, load.PATHS["verify"], [verify(i) for i in range(probe_calls)])
             sampler = threading.Thread(target=sample)
             sampler.start()
+            at_window: list[dict[float, float]] = []
             ours = _probed(b, b.node_spec("verify", plan, concurrency=1024, rate=offered,
-                                          max_codes=plan.codes(offered)), node_probe)  # fmt: skip
+                                          max_codes=plan.codes(offered)), node_probe,
+                           on_window=lambda: at_window.append(_verify_buckets(b.node.metrics_url)))  # fmt: skip
+            at_node_p99 = _bucket_quantile(0.99, at_window[0], _verify_buckets(b.node.metrics_url))
             # The load drops to half the capacity: answered as usual again?
             after = b.run(b.node_spec("verify", plan, concurrency=1024, rate=closed.calls_per_s / 2,
                                       max_codes=plan.codes(closed.calls_per_s / 2)))  # fmt: skip
@@ -226,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| a probe beside the load (a call every 10 ms, from its send): accepted p50 / p99 / max, ms | "
           f"{_probe_cell(node_probe)} | {_probe_cell(empty_probe)} |")  # fmt: skip
     print(f"| the probe's calls refused | {_probe_refused(node_probe)} | {_probe_refused(empty_probe)} |")
+    print(f"| accepted p99 at the node (grpc_server_handling_seconds, Verify OK: from its handler's start, the "
+          f"latency SLO's measure), ms | {at_node_p99 * 1e3:.1f} | |")  # fmt: skip
     print(f"| node peak RSS, MiB | {max(peak) / 1024:.0f} (at start {peak[0] / 1024:.0f}) | |")
     print(f"\nAfter it, at half the capacity ({closed.calls_per_s / 2:,.0f} calls/s offered): node answered "
           f"{after.calls_per_s:,.0f} calls/s, p99 {after.latency_ms['p99']:.1f} ms, "
