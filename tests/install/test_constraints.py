@@ -33,7 +33,7 @@ def test_every_installed_package_is_pinned_at_its_version() -> None:
     pins = _pinned()
     installed = {_normal(d.metadata["Name"]): d.version for d in metadata.distributions()}
     unpinned = sorted(set(installed) - set(pins) - NOT_PINNED)
-    assert not unpinned, f"installed but not in scripts/constraints.txt (a new dependency: run scripts/lock; "
-                          f"a tool of your own: install it outside .venv): {unpinned}"
+    assert not unpinned, (f"installed but not in scripts/constraints.txt (a new dependency: run scripts/lock; "
+                          f"a tool of your own: install it outside .venv): {unpinned}")
     other = {name: (installed[name], pins[name]) for name in installed.keys() & pins.keys() if installed[name] != pins[name]}
     assert not other, f"installed version differs from scripts/constraints.txt (installed, pinned): {other}"
