@@ -21,6 +21,7 @@ import pytest
 from yibao_client import AsyncClient, Client, YibaoError, _cli_admin
 from yibao_client.cli import main
 
+from held_streams import hold_stream
 from server.local import Issuer, Node, Redis
 from yibao.v1 import verifier_pb2, verifier_pb2_grpc
 
@@ -55,13 +56,7 @@ class _Holder:
         self._channel = node.channel()
         first = verifier_pb2.VerifyRequest(code=issuer.issue(os.urandom(16).hex().upper(), "440300", 2),
                                            institution_code=HOSPITAL, request_id="holder")  # fmt: skip
-
-        def requests() -> Iterator[verifier_pb2.VerifyRequest]:
-            yield first
-            self._done.wait(30)
-
-        self._call = verifier_pb2_grpc.VerifierStub(self._channel).VerifyStream(requests(), timeout=60)
-        assert next(self._call).outcome == verifier_pb2.OUTCOME_VALID
+        self._call = hold_stream(self._channel, first, self._done)
 
     def release(self) -> None:
         with self._lock:  # from a timer, and again when the test ends

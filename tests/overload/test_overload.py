@@ -14,12 +14,12 @@ import os
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 
 from benchmarks import load
+from held_streams import hold_stream
 from server.local import Issuer, Node, Redis
 from yibao.v1 import verifier_pb2, verifier_pb2_grpc
 
@@ -296,13 +296,7 @@ def test_health_checks_on_the_health_port_are_answered_while_the_main_port_refus
             first = verifier_pb2.VerifyRequest(code=issuer.issue(os.urandom(16).hex().upper(), "440300", 2),
                                                institution_code=HOSPITAL, request_id=f"held-{i}")  # fmt: skip
 
-            def requests(first: verifier_pb2.VerifyRequest = first) -> Iterator[verifier_pb2.VerifyRequest]:
-                yield first
-                release.wait(30)
-
-            stream = verifier_pb2_grpc.VerifierStub(channel).VerifyStream(requests(), timeout=60)
-            assert next(stream).outcome == verifier_pb2.OUTCOME_VALID
-            streams.append(stream)
+            streams.append(hold_stream(channel, first, release))
 
         def check(target: str) -> str:
             with grpc.insecure_channel(target) as ch:
