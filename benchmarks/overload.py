@@ -167,16 +167,13 @@ def _bucket_quantile(q: float, before: dict[float, float], after: dict[float, fl
     return float("nan")
 
 
-def _cpu_per_call_us(r: load.Result) -> float:
-    return (r.server_cpu_s or 0.0) / r.calls * 1e6 if r.calls else float("nan")
-
-
 def _print_refusal_cost(verify: load.Result, peers: dict[str, load.Result]) -> None:
     """Server CPU per call in the closed loops, and what follows for a node
     that would refuse its excess from Python: at 2C, accepting A and
     refusing 2C - A must fit in the CPU of C Verify calls, so
     A <= C (1 - 2r) / (1 - r) where r is a refusal's cost in Verify calls."""
-    v, empty, refuse = _cpu_per_call_us(verify), _cpu_per_call_us(peers["empty"]), _cpu_per_call_us(peers["refuse"])
+    # Per expected answer: a VALID Verify, an empty answer, a refusal (load.py counts it as the refusing peer's).
+    v, empty, refuse = (r.server_cpu_us_per_code or float("nan") for r in (verify, peers["empty"], peers["refuse"]))
     r = refuse / v
     share = max(0.0, (1 - 2 * r) / (1 - r)) if r < 1 else 0.0
     print("\n| closed loop, server CPU per call | µs | in Verify calls |")

@@ -5,17 +5,14 @@ release upstream in unseen."""
 
 from __future__ import annotations
 
-import re
 from importlib import metadata
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 # Installed from this checkout, or the installer itself (scripts/setup upgrades pip first).
 NOT_PINNED = {"yibao-verify", "yibao-client", "pip"}
-
-
-def _normal(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _pinned() -> dict[str, str]:
@@ -25,13 +22,13 @@ def _pinned() -> dict[str, str]:
             continue
         name, sep, version = line.partition("==")
         assert sep and name and version, f"scripts/constraints.txt line {n}: {line!r} is not NAME==VERSION"
-        pins[_normal(name)] = version
+        pins[canonicalize_name(name)] = version
     return pins
 
 
 def test_every_installed_package_is_pinned_at_its_version() -> None:
     pins = _pinned()
-    installed = {_normal(d.metadata["Name"]): d.version for d in metadata.distributions()}
+    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions()}
     unpinned = sorted(set(installed) - set(pins) - NOT_PINNED)
     assert not unpinned, (f"installed but not in scripts/constraints.txt (a new dependency: run scripts/lock; "
                           f"a tool of your own: install it outside .venv): {unpinned}")
